@@ -1,0 +1,34 @@
+"""learnhub keeps, grows and shares what machine-learning programs learn."""
+
+from learnhub.__about__ import __version__
+from learnhub.client import Client, connect
+from learnhub.config import Config
+from learnhub.errors import (
+    AlreadyRunning,
+    ConfigError,
+    InvalidInput,
+    LearnhubError,
+    SchemaTooNew,
+    ServerError,
+    StoreError,
+)
+from learnhub.hub import Hub, open
+from learnhub.learning import Artifact, ArtifactVersion
+
+__all__ = [
+    "AlreadyRunning",
+    "Artifact",
+    "ArtifactVersion",
+    "Client",
+    "Config",
+    "ConfigError",
+    "Hub",
+    "InvalidInput",
+    "LearnhubError",
+    "SchemaTooNew",
+    "ServerError",
+    "StoreError",
+    "__version__",
+    "connect",
+    "open",
+]

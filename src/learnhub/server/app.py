@@ -1,0 +1,274 @@
+"""The network loop: accepts connections, feeds bytes to the codec, runs commands, writes
+replies. Everything the protocol means lives in resp.py and commands.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import itertools
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from learnhub.errors import AlreadyRunning, LearnhubError, ServerError
+from learnhub.server.commands import CommandError, Context, ServerInfo, Session, resolve
+from learnhub.server.resp import ErrorReply, ProtocolError, RequestParser, encode_reply
+
+if TYPE_CHECKING:
+    from learnhub.hub import Hub
+
+log = logging.getLogger("learnhub.server")
+READ_SIZE = 1 << 16
+# How long a shutdown waits for commands already running before it gives up on them.
+SHUTDOWN_GRACE_S = 30.0
+
+
+@dataclass
+class _Connection:
+    task: asyncio.Task[None]
+    busy: bool = False
+    closing: bool = False
+
+
+class Server:
+    """Serves one hub on a UNIX socket and, with a token, on TCP."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        socket_path: Path,
+        listen: str | None = None,
+        token: str | None = None,
+        workers: int = 8,
+    ) -> None:
+        if listen and not token:
+            raise ServerError(
+                f"refusing to serve on TCP {listen} without a token: pass --token T "
+                "(or set LEARNHUB_SERVER_TOKEN); clients then send AUTH T"
+            )
+        self.hub = hub
+        self.socket_path = Path(socket_path)
+        self.tcp = _host_port(listen) if listen else None
+        self.info = ServerInfo(hub, token, str(self.socket_path), listen)
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="learnhub-cmd")
+        self._ids = itertools.count(1)
+        self._connections: set[_Connection] = set()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._lock_fd: int | None = None
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.ready = threading.Event()  # set once the sockets accept connections
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        unix = self._bind_unix()
+        try:
+            self._servers.append(
+                await asyncio.start_unix_server(
+                    lambda r, w: self._serve_connection(r, w, tcp=False), sock=unix
+                )
+            )
+            if self.tcp:
+                host, port = self.tcp
+                try:
+                    self._servers.append(
+                        await asyncio.start_server(
+                            lambda r, w: self._serve_connection(r, w, tcp=True), host, port
+                        )
+                    )
+                except OSError as exc:
+                    raise ServerError(f"cannot listen on TCP {host}:{port}: {exc.strerror}") from exc
+        except BaseException:
+            await self._close_listeners()
+            raise
+        where = f"unix:{self.socket_path}" + (f" and tcp:{self.info.tcp_address}" if self.tcp else "")
+        log.info("learnhub node %s serving %r on %s", self.hub.node_id, self.hub.store, where)
+        self.ready.set()
+
+    async def serve_forever(self, handle_signals: bool = True) -> None:
+        """Serve until stop() or, with ``handle_signals``, SIGTERM/SIGINT; then shut down."""
+        await self.start()
+        assert self._stop is not None and self._loop is not None
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self._stop.set)
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    def stop(self) -> None:
+        """Ask the server to shut down; safe to call from any thread."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let running commands finish and reply, then close everything."""
+        await self._close_listeners()
+        for conn in list(self._connections):
+            conn.closing = True
+            if not conn.busy:
+                conn.task.cancel()
+        tasks = [c.task for c in self._connections]
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+        self._executor.shutdown(wait=True)
+        log.info("learnhub stopped")
+
+    async def _close_listeners(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _bind_unix(self) -> socket.socket:
+        path = self.socket_path
+        if not path.parent.is_dir():
+            raise ServerError(
+                f"cannot create socket {path}: directory {path.parent} does not exist; "
+                "create it or choose another path with --socket"
+            )
+        # The lock file, not the socket, says who owns the path: a socket left by a killed
+        # hub is stale exactly when its lock is free.
+        lock_path = path.with_name(path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise AlreadyRunning(
+                    f"another learnhub (pid {owner}) is already serving on {path}; stop it "
+                    "first or choose another path with --socket"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)  # the socket file is born 0600: no window for others
+        try:
+            sock.bind(str(path))
+        except OSError as exc:
+            sock.close()
+            raise ServerError(f"cannot create socket {path}: {exc.strerror}") from exc
+        finally:
+            os.umask(old_umask)
+        return sock
+
+    # --- connections --------------------------------------------------------------------
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tcp: bool
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        conn = _Connection(task)
+        self._connections.add(conn)
+        self.info.clients += 1
+        session = Session(id=next(self._ids), tcp=tcp, authenticated=not tcp)
+        parser = RequestParser()
+        try:
+            while not conn.closing:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    break
+                conn.busy = True
+                parser.feed(data)
+                replies = []
+                try:
+                    while not session.quit and (argv := parser.next_command()) is not None:
+                        replies.append(encode_reply(await self._execute(session, argv), session.resp3))
+                except ProtocolError as exc:
+                    # Framing is lost: we can't find the next command, so say why and hang up.
+                    replies.append(encode_reply(ErrorReply(f"ERR {exc}"), session.resp3))
+                    conn.closing = True
+                writer.write(b"".join(replies))
+                await writer.drain()
+                conn.busy = False
+                if session.quit:
+                    break
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._connections.discard(conn)
+            self.info.clients -= 1
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _execute(self, session: Session, argv: list[bytes]) -> Any:
+        self.info.commands_processed += 1
+        try:
+            cmd = resolve(session, argv)
+            ctx = Context(self.info, session)
+            if cmd.blocking:
+                assert self._loop is not None
+                return await self._loop.run_in_executor(self._executor, cmd.handler, ctx, argv[1:])
+            return cmd.handler(ctx, argv[1:])
+        except CommandError as exc:
+            return ErrorReply(str(exc))
+        except LearnhubError as exc:
+            return ErrorReply(f"ERR {exc}")
+        except Exception as exc:  # a bug must cost one reply, never the server
+            log.exception("command %r failed", argv[0][:64])
+            return ErrorReply(f"ERR internal error: {type(exc).__name__}: {exc}")
+
+
+def _host_port(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ServerError(f"--listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:7433")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def serve(hub: Hub, socket_path: Path, listen: str | None = None, token: str | None = None) -> None:
+    """Run a server in this process until SIGTERM or SIGINT."""
+    server = Server(hub, socket_path, listen, token)
+    asyncio.run(server.serve_forever())
+
+
+@contextlib.contextmanager
+def serving(hub: Hub, socket_path: Path, **kwargs: Any) -> Iterator[Server]:
+    """Run a server on a background thread for the duration of a with-block (demo, tests)."""
+    server = Server(hub, socket_path, **kwargs)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(server.serve_forever(handle_signals=False))
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            server.ready.set()  # also when start failed, so the caller stops waiting
+
+    thread = threading.Thread(target=run, name="learnhub-server")
+    thread.start()
+    server.ready.wait()
+    if failure:
+        thread.join()
+        raise failure[0]
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join()

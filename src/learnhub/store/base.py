@@ -1,0 +1,80 @@
+"""What every backend shares: named queries, the transaction handle, the Store facade."""
+
+from __future__ import annotations
+
+import re
+from contextlib import AbstractContextManager
+from functools import cache
+from importlib import resources
+from typing import Any, Protocol
+
+_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+
+@cache
+def queries(dialect: str) -> dict[str, str]:
+    """The named queries of a dialect: blocks that start with ``-- name: NAME``."""
+    text = resources.files("learnhub.store").joinpath("queries", f"{dialect}.sql").read_text()
+    parts = _NAME.split(text)[1:]
+    return {name: sql.strip() for name, sql in zip(parts[::2], parts[1::2], strict=True)}
+
+
+class Tx:
+    """One open transaction: runs named queries, returns rows as dicts."""
+
+    def __init__(self, conn: Any, dialect: str) -> None:
+        self.conn = conn
+        self._queries = queries(dialect)
+
+    def execute(self, query: str, /, **params: Any) -> int:
+        return self.conn.execute(self._queries[query], params).rowcount
+
+    def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
+        row = self.conn.execute(self._queries[query], params).fetchone()
+        return None if row is None else dict(row)
+
+    def all(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(self._queries[query], params).fetchall()]
+
+
+class Connector(Protocol):
+    """What a backend provides: transactions on its own connections, and a way to close them."""
+
+    dialect: str
+
+    def transaction(self, readonly: bool = False) -> AbstractContextManager[Tx]: ...
+
+    def run_script(self, tx: Tx, sql: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Store:
+    """An open, migrated database. Parts of the hub run their queries through ``transaction()``."""
+
+    def __init__(self, connector: Connector, url: str) -> None:
+        self.connector = connector
+        self.url = url
+
+    @property
+    def dialect(self) -> str:
+        return self.connector.dialect
+
+    def transaction(self, readonly: bool = False) -> AbstractContextManager[Tx]:
+        """A transaction that commits on success and rolls back on any exception.
+
+        ``readonly`` lets SQLite readers run beside a writer instead of queueing behind it.
+        """
+        return self.connector.transaction(readonly)
+
+    def close(self) -> None:
+        self.connector.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {redact(self.url)}>"
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, fit for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+

@@ -1,0 +1,71 @@
+-- All the SQL the SQLite backend runs, by name. queries/postgres.sql holds the same names.
+
+-- name: lock_migrations
+-- BEGIN IMMEDIATE already holds the write lock; nothing more to take.
+SELECT 1
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_ns INTEGER NOT NULL
+)
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, name, applied_ns) VALUES (:version, :name, :applied_ns)
+
+-- name: get_meta
+SELECT value FROM meta WHERE name = :name
+
+-- name: init_meta
+-- Sets a value only if it has none yet: two processes racing both read the winner's value.
+INSERT INTO meta (name, value) VALUES (:name, :value) ON CONFLICT (name) DO NOTHING
+
+-- name: insert_blob
+INSERT INTO blobs (hash, size, data) VALUES (:hash, :size, :data) ON CONFLICT (hash) DO NOTHING
+
+-- name: insert_artifact
+INSERT INTO artifacts (key, version, metric, attrs, origin, base, created_ns)
+VALUES (:key, :version, :metric, :attrs, :origin, :base, :created_ns)
+ON CONFLICT (key, version) DO NOTHING
+
+-- name: insert_artifact_file
+INSERT INTO artifact_files (key, version, name, blob_hash)
+VALUES (:key, :version, :name, :blob_hash)
+
+-- name: artifact_versions
+-- A key's versions, best first: lowest metric, then newest.
+SELECT a.version, a.metric, a.attrs, a.origin, a.base, a.created_ns,
+       (SELECT json_group_object(f.name, b.size)
+          FROM artifact_files f JOIN blobs b ON b.hash = f.blob_hash
+         WHERE f.key = a.key AND f.version = a.version) AS sizes
+FROM artifacts a
+WHERE a.key = :key
+ORDER BY a.metric ASC, a.created_ns DESC, a.seq DESC
+
+-- name: artifact_version
+SELECT a.version, a.metric, a.attrs, a.origin, a.base, a.created_ns,
+       (SELECT json_group_object(f.name, b.size)
+          FROM artifact_files f JOIN blobs b ON b.hash = f.blob_hash
+         WHERE f.key = a.key AND f.version = a.version) AS sizes
+FROM artifacts a
+WHERE a.key = :key AND a.version = :version
+
+-- name: artifact_files
+SELECT f.name, b.data
+FROM artifact_files f JOIN blobs b ON b.hash = f.blob_hash
+WHERE f.key = :key AND f.version = :version
+ORDER BY f.name
+
+-- name: artifact_counts
+SELECT count(DISTINCT key) AS keys, count(*) AS versions FROM artifacts
+
+-- name: artifact_keys
+SELECT key, count(*) AS versions, min(metric) AS best_metric, max(created_ns) AS updated_ns
+FROM artifacts
+WHERE key LIKE :prefix || '%' ESCAPE '\'
+GROUP BY key
+ORDER BY key

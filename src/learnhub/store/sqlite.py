@@ -1,0 +1,72 @@
+"""SQLite backend: the embedded default. WAL mode, one connection per thread, safe across processes."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from learnhub.errors import StoreError
+from learnhub.store.base import Tx
+
+# Long enough that a burst of writers from several processes queues instead of failing.
+BUSY_TIMEOUT_MS = 30_000
+
+
+class SQLiteConnector:
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._connect()  # fail now, with the path in the message, rather than on first use
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk before we acknowledge it, even if the machine loses power.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self._local.conn = conn
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self, readonly: bool = False) -> Iterator[Tx]:
+        conn = self._connect()
+        # IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade.
+        conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        try:
+            yield Tx(conn, self.dialect)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def run_script(self, tx: Tx, sql: str) -> None:
+        statement = ""
+        for line in sql.splitlines(keepends=True):
+            statement += line
+            if sqlite3.complete_statement(statement):
+                tx.conn.execute(statement)
+                statement = ""
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        self._local = threading.local()
