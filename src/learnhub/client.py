@@ -83,11 +83,13 @@ def connect(socket: str | Path | None = None, url: str | None = None) -> Client:
     return Client(redis.Redis(unix_socket_path=str(path)))
 
 
-def _pairs(flat: list[Any]) -> dict[str, Any]:
-    return {k.decode(): v for k, v in zip(flat[::2], flat[1::2], strict=True)}
+def _pairs(reply: list[Any] | dict[bytes, Any]) -> dict[str, Any]:
+    """A map reply as a dict: RESP3 sends a map, RESP2 a flat key, value, ... array."""
+    items = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
+    return {k.decode(): v for k, v in items}
 
 
-def _artifact(key: str, reply: list[Any]) -> Artifact:
+def _artifact(key: str, reply: list[Any] | dict[bytes, Any]) -> Artifact:
     fields = _pairs(reply)
     files = {name: bytes(data) for name, data in _pairs(fields["files"]).items()}
     base = fields.get("base")

@@ -32,7 +32,7 @@ READ_SIZE = 1 << 16
 SHUTDOWN_GRACE_S = 30.0
 
 
-@dataclass
+@dataclass(eq=False)  # kept in a set by identity
 class _Connection:
     task: asyncio.Task[None]
     busy: bool = False
@@ -50,11 +50,7 @@ class Server:
         token: str | None = None,
         workers: int = 8,
     ) -> None:
-        if listen and not token:
-            raise ServerError(
-                f"refusing to serve on TCP {listen} without a token: pass --token T "
-                "(or set LEARNHUB_SERVER_TOKEN); clients then send AUTH T"
-            )
+        self.check_listen(listen, token)
         self.hub = hub
         self.socket_path = Path(socket_path)
         self.tcp = _host_port(listen) if listen else None
@@ -67,6 +63,18 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ready = threading.Event()  # set once the sockets accept connections
+
+    @staticmethod
+    def check_listen(listen: str | None, token: str | None) -> None:
+        """Reject a TCP address that is malformed or would be open to anyone."""
+        if listen is None:
+            return
+        _host_port(listen)
+        if not token:
+            raise ServerError(
+                f"refusing to serve on TCP {listen} without a token: pass --token T "
+                "(or set LEARNHUB_SERVER_TOKEN); clients then send AUTH T"
+            )
 
     # --- lifecycle ----------------------------------------------------------------------
 
