@@ -45,7 +45,10 @@ class Config:
     def socket_path(self) -> Path:
         if self.server.socket:
             return Path(self.server.socket).expanduser()
-        return Path(platformdirs.user_runtime_dir(APP)) / "learnhub.sock"
+        # The default directory is ours to make; a directory the user named is not.
+        folder = Path(platformdirs.user_runtime_dir(APP))
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return folder / "learnhub.sock"
 
 
 def config_file() -> Path | None:

@@ -1,0 +1,3 @@
+from learnhub.cli import main
+
+main()
