@@ -93,9 +93,9 @@ def test_keys_and_counts(hub):
     hub.learning.store("a/1", {"f": b"2"}, 0.25)
     hub.learning.store("a_2", {"f": b"1"}, 0.5)
     hub.learning.store("b", {"f": b"1"}, 0.5)
-    assert [k["key"] for k in hub.learning.keys()] == ["a/1", "a_2", "b"]
-    assert [k["key"] for k in hub.learning.keys("a/")] == ["a/1"]  # '_' is not a wildcard
-    assert hub.learning.keys("a/")[0]["best_metric"] == 0.25
+    assert [k["key"] for k in hub.learning.list()] == ["a/1", "a_2", "b"]
+    assert [k["key"] for k in hub.learning.list("a/")] == ["a/1"]  # '_' is not a wildcard
+    assert hub.learning.list("a/")[0]["best_metric"] == 0.25
     assert hub.learning.counts() == {"keys": 3, "versions": 4}
 
 

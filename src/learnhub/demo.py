@@ -14,10 +14,12 @@ from learnhub.server.app import serving
 
 KEY = "demo/fft-solver"
 # Three runs of one program: what each learned, in which regime, and how well it did.
+FAST = {"mode": "fast", "period": "10"}
+EXACT = {"mode": "exact", "period": "20"}
 RUNS = [
-    ({"mode": "fast", "period": "10"}, {"model.net": b"\x01" * 512, "pairs.train": b"1 2\n3 4\n"}, 0.42),
-    ({"mode": "fast", "period": "10"}, {"model.net": b"\x02" * 512, "pairs.train": b"1 2\n3 4\n5 6\n"}, 0.17),
-    ({"mode": "exact", "period": "20"}, {"model.net": b"\x03" * 512, "pairs.train": b"7 8\n"}, 0.30),
+    (FAST, {"model.net": b"\x01" * 512, "pairs.train": b"1 2\n3 4\n"}, 0.42),
+    (FAST, {"model.net": b"\x02" * 512, "pairs.train": b"1 2\n3 4\n5 6\n"}, 0.17),
+    (EXACT, {"model.net": b"\x03" * 512, "pairs.train": b"7 8\n"}, 0.30),
 ]
 
 

@@ -148,7 +148,7 @@ class Learning:
             rows = tx.all("artifact_versions", key=key)
         return sorted((_version(key, r) for r in rows), key=lambda v: v.updated, reverse=True)
 
-    def keys(self, prefix: str = "") -> list[dict[str, Any]]:
+    def list(self, prefix: str = "") -> list[dict[str, Any]]:
         """Keys starting with ``prefix``: how many versions each has, its best metric and
         when it was last updated."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

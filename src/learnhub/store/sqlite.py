@@ -1,4 +1,4 @@
-"""SQLite backend: the embedded default. WAL mode, one connection per thread, safe across processes."""
+"""SQLite backend: the embedded default; WAL, a connection per thread, safe across processes."""
 
 from __future__ import annotations
 
