@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import learnhub
@@ -29,18 +30,27 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            if ctx.meta.get("debug"):
+                raise
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            # soft_wrap: one line even when longer than the (default 80-column) console
+            err.print(f"[red]error:[/red] {escape(exc.format_message())}{escape(hint)}",
+                      highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
             if ctx.meta.get("debug"):
                 raise
             if isinstance(exc, LearnhubError | OSError):
-                err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+                err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True,
+                          soft_wrap=True)
             else:
                 err.print(
-                    f"[red]error:[/red] internal error {type(exc).__name__}: {exc} "
+                    f"[red]error:[/red] internal error {type(exc).__name__}: {escape(str(exc))} "
                     "(a bug: rerun with --debug for the traceback and report it)",
-                    highlight=False,
+                    highlight=False, soft_wrap=True,
                 )
             sys.exit(1)
 
@@ -235,7 +245,7 @@ def versions(db: str | None, key: str, as_json: bool) -> None:
 def ls(db: str | None, prefix: str, as_json: bool) -> None:
     """List the keys that have learning data (optionally only those starting with PREFIX)."""
     with _open(db) as hub:
-        keys = hub.learning.keys(prefix)
+        keys = hub.learning.list(prefix)
     if as_json:
         click.echo(json.dumps([{**k, "updated": k["updated"].isoformat()} for k in keys]))
         return

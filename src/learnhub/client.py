@@ -9,6 +9,8 @@ from types import TracebackType
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from learnhub import config as config_module
 from learnhub.errors import InvalidInput, ServerError
@@ -77,10 +79,13 @@ class Client:
 def connect(socket: str | Path | None = None, url: str | None = None) -> Client:
     """Connect to a hub: its UNIX ``socket`` (default: the configured one), or a ``url``
     such as ``redis://:TOKEN@host:7433``."""
+    # One immediate retry replaces a connection the hub dropped (it restarted); redis-py's
+    # default backs off for seconds when no hub is up, or when the token is wrong.
+    retry = Retry(NoBackoff(), 1)
     if url:
-        return Client(redis.Redis.from_url(url))
+        return Client(redis.Redis.from_url(url, retry=retry))
     path = socket or config_module.load().socket_path
-    return Client(redis.Redis(unix_socket_path=str(path)))
+    return Client(redis.Redis(unix_socket_path=str(path), retry=retry))
 
 
 def _pairs(reply: list[Any] | dict[bytes, Any]) -> dict[str, Any]:

@@ -178,7 +178,9 @@ class Server:
             sock.bind(str(path))
         except OSError as exc:
             sock.close()
-            raise ServerError(f"cannot create socket {path}: {exc.strerror}") from exc
+            os.close(fd)  # release the lock: we serve nothing on this path
+            self._lock_fd = None
+            raise ServerError(f"cannot create socket {path}: {exc.strerror or exc}") from exc
         finally:
             os.umask(old_umask)
         return sock
