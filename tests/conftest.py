@@ -32,8 +32,11 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if name.startswith("LEARNHUB_") and not name.startswith("LEARNHUB_TEST_"):
             monkeypatch.delenv(name)
     home = tmp_path / "home"
-    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"),
-                     ("XDG_RUNTIME_DIR", "run")):
+    for var, sub in (
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_RUNTIME_DIR", "run"),
+    ):
         (home / sub).mkdir(parents=True, mode=0o700)
         monkeypatch.setenv(var, str(home / sub))
     work = tmp_path / "work"
@@ -118,8 +121,17 @@ class ServeProcess:
     def __init__(self, db: str, socket_path: Path, *extra: str) -> None:
         self.socket_path = socket_path
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "learnhub", "serve", "--db", db, "--socket", str(socket_path),
-             *extra],
+            [
+                sys.executable,
+                "-m",
+                "learnhub",
+                "serve",
+                "--db",
+                db,
+                "--socket",
+                str(socket_path),
+                *extra,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

@@ -71,8 +71,20 @@ def test_version() -> None:
 
 def test_store_then_lookup_writes_the_files(db: str, files: list[Path], tmp_path: Path) -> None:
     stored = json.loads(
-        ok("store", "solver/fft", *map(str, files), "--metric", "0.25", "--attr", "mode=fast",
-           "-a", "period=10", "--db", db, "--json")
+        ok(
+            "store",
+            "solver/fft",
+            *map(str, files),
+            "--metric",
+            "0.25",
+            "--attr",
+            "mode=fast",
+            "-a",
+            "period=10",
+            "--db",
+            db,
+            "--json",
+        )
     )
     assert stored["key"] == "solver/fft"
     assert stored["best"] == stored["version"]
@@ -99,8 +111,9 @@ def test_best_version_where_and_history(db: str, files: list[Path], tmp_path: Pa
     )["version"]
     worse = tmp_path / "worse.bin"
     worse.write_bytes(b"worse")
-    text = ok("store", "k", str(worse), "-m", "0.9", "-a", "mode=exact", "--base", first,
-              "--db", db)
+    text = ok(
+        "store", "k", str(worse), "-m", "0.9", "-a", "mode=exact", "--base", first, "--db", db
+    )
     assert f"best stays {first}" in text.replace("\n", "")
     assert json.loads(ok("lookup", "k", "--db", db, "--json"))["version"] == first
     exact = json.loads(ok("lookup", "k", "-w", "mode=exact", "--db", db, "--json"))
@@ -138,9 +151,7 @@ def test_info_without_a_server(db: str, files: list[Path]) -> None:
     assert "cli.db" in data["store"]
 
 
-def test_info_with_a_server(
-    serve: Callable[..., ServeProcess], sock_dir: Path, db: str
-) -> None:
+def test_info_with_a_server(serve: Callable[..., ServeProcess], sock_dir: Path, db: str) -> None:
     server = serve(db)
     data = json.loads(
         ok("info", "--db", db, "--json", env={"LEARNHUB_SERVER_SOCKET": str(server.socket_path)})
@@ -176,17 +187,21 @@ def test_non_numeric_metric(db: str, files: list[Path]) -> None:
 
 
 def test_bad_store_arguments(db: str, files: list[Path], tmp_path: Path) -> None:
-    assert "NAME=VALUE" in fails("store", "k", str(files[0]), "-m", "1", "-a", "novalue",
-                                 "--db", db)
-    assert "does not exist" in fails("store", "k", str(tmp_path / "nope.bin"), "-m", "1",
-                                     "--db", db)
+    assert "NAME=VALUE" in fails(
+        "store", "k", str(files[0]), "-m", "1", "-a", "novalue", "--db", db
+    )
+    assert "does not exist" in fails(
+        "store", "k", str(tmp_path / "nope.bin"), "-m", "1", "--db", db
+    )
     other = tmp_path / "other"
     other.mkdir()
     (other / files[0].name).write_bytes(b"same name")
-    assert "same name" in fails("store", "k", str(files[0]), str(other / files[0].name),
-                                "-m", "1", "--db", db)
-    assert "base version 'nope'" in fails("store", "k", str(files[0]), "-m", "1",
-                                          "--base", "nope", "--db", db)
+    assert "same name" in fails(
+        "store", "k", str(files[0]), str(other / files[0].name), "-m", "1", "--db", db
+    )
+    assert "base version 'nope'" in fails(
+        "store", "k", str(files[0]), "-m", "1", "--base", "nope", "--db", db
+    )
     assert "FILES" in fails("store", "k", "-m", "1", "--db", db)
     assert json.loads(ok("ls", "--db", db, "--json")) == []
 
@@ -251,6 +266,7 @@ def test_debug_shows_the_traceback(db: str) -> None:
 def test_serve_errors_are_one_line(sock_dir: Path, db: str) -> None:
     line = fails("serve", "--db", db, "--socket", str(sock_dir / "missing" / "hub.sock"))
     assert "does not exist" in line
-    line = fails("serve", "--db", db, "--socket", str(sock_dir / "h.sock"),
-                 "--listen", "127.0.0.1:7433")
+    line = fails(
+        "serve", "--db", db, "--socket", str(sock_dir / "h.sock"), "--listen", "127.0.0.1:7433"
+    )
     assert "without a token" in line

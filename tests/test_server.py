@@ -235,8 +235,17 @@ def test_redis_cli_ping_store_lookup(server: ServeProcess, db_url: str) -> None:
     data = b"line one\n\x00\xffbinary\r\nend"
     # -x sends stdin as the last argument: the FILE's blob.
     stored = redis_cli(
-        server.socket_path, "-x", "STORE", "cli/key", "0.25", "ATTR", "src", "cli",
-        "FILE", "data.bin", stdin=data,
+        server.socket_path,
+        "-x",
+        "STORE",
+        "cli/key",
+        "0.25",
+        "ATTR",
+        "src",
+        "cli",
+        "FILE",
+        "data.bin",
+        stdin=data,
     )
     assert stored.returncode == 0, stored.stderr
     version = stored.stdout.strip().decode()
@@ -268,8 +277,15 @@ def test_redis_cli_unknown_command(server: ServeProcess) -> None:
 
 @pytest.mark.parametrize(
     "frame",
-    [b"*abc\r\n", b"*1\r\n$-5\r\n", b"*1\r\nX\r\n", b"*1\r\n$3\r\nPINGX\r\n", b"*-7\r\n",
-     b"*1\r\n$99999999999999999999\r\n", b'PING "unbalanced\r\n'],
+    [
+        b"*abc\r\n",
+        b"*1\r\n$-5\r\n",
+        b"*1\r\nX\r\n",
+        b"*1\r\n$3\r\nPINGX\r\n",
+        b"*-7\r\n",
+        b"*1\r\n$99999999999999999999\r\n",
+        b'PING "unbalanced\r\n',
+    ],
 )
 def test_malformed_frame_gets_protocol_error_and_close(
     server: ServeProcess, raw: Callable[[], socket.socket], frame: bytes
@@ -300,7 +316,7 @@ def test_replies_before_a_protocol_error_are_delivered(
 
 def test_pipelined_and_inline_commands(raw: Callable[[], socket.socket]) -> None:
     s = raw()
-    s.sendall(b"PING\r\n" + encode_command("ECHO", "a") + b"ECHO \"b c\"\r\n" + b"\r\n")
+    s.sendall(b"PING\r\n" + encode_command("ECHO", "a") + b'ECHO "b c"\r\n' + b"\r\n")
     assert read_line(s) == b"+PONG"
     assert read_bulk(s) == b"a"
     assert read_bulk(s) == b"b c"
@@ -320,8 +336,14 @@ def test_unknown_command_keeps_the_connection(raw: Callable[[], socket.socket]) 
 
 @pytest.mark.parametrize(
     ("args", "name"),
-    [(["LOOKUP"], "lookup"), (["ECHO", "a", "b"], "echo"), (["ECHO"], "echo"),
-     (["STORE", "k", "1", "FILE"], "store"), (["SELECT"], "select"), (["PING", "a", "b"], "ping")],
+    [
+        (["LOOKUP"], "lookup"),
+        (["ECHO", "a", "b"], "echo"),
+        (["ECHO"], "echo"),
+        (["STORE", "k", "1", "FILE"], "store"),
+        (["SELECT"], "select"),
+        (["PING", "a", "b"], "ping"),
+    ],
 )
 def test_wrong_arity(server: ServeProcess, args: list[str], name: str) -> None:
     r = rconn(server.socket_path)
@@ -506,8 +528,12 @@ def test_tcp_needs_the_token(tcp_server: tuple[ServeProcess, int], protocol: int
 
     def tcp(password: str | None) -> redis.Redis:
         return redis.Redis(
-            host="127.0.0.1", port=port, password=password, protocol=protocol,
-            socket_timeout=TIMEOUT, retry=Retry(NoBackoff(), 0),  # no backoff on auth errors
+            host="127.0.0.1",
+            port=port,
+            password=password,
+            protocol=protocol,
+            socket_timeout=TIMEOUT,
+            retry=Retry(NoBackoff(), 0),  # no backoff on auth errors
         )
 
     with pytest.raises((redis.AuthenticationError, redis.ResponseError)) as exc:
@@ -549,7 +575,7 @@ def test_connect_by_url(tcp_server: tuple[ServeProcess, int]) -> None:
     assert found is not None and found.version == version and found.files == {"a.txt": b"hello"}
     with (
         learnhub.connect(url=f"redis://:wrong@127.0.0.1:{port}") as client,
-        pytest.raises(LearnhubError, match="invalid username-password"),
+        pytest.raises(ServerError, match="refused the token.*invalid username-password"),
     ):
         client.ping()
 

@@ -35,8 +35,11 @@ class _Group(click.Group):
                 raise
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
             # soft_wrap: one line even when longer than the (default 80-column) console
-            err.print(f"[red]error:[/red] {escape(exc.format_message())}{escape(hint)}",
-                      highlight=False, soft_wrap=True)
+            err.print(
+                f"[red]error:[/red] {escape(exc.format_message())}{escape(hint)}",
+                highlight=False,
+                soft_wrap=True,
+            )
             sys.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
@@ -44,13 +47,18 @@ class _Group(click.Group):
             if ctx.meta.get("debug"):
                 raise
             if isinstance(exc, LearnhubError | OSError):
-                err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True,
-                          soft_wrap=True)
+                err.print(
+                    f"[red]error:[/red] {escape(str(exc))}",
+                    highlight=False,
+                    markup=True,
+                    soft_wrap=True,
+                )
             else:
                 err.print(
                     f"[red]error:[/red] internal error {type(exc).__name__}: {escape(str(exc))} "
                     "(a bug: rerun with --debug for the traceback and report it)",
-                    highlight=False, soft_wrap=True,
+                    highlight=False,
+                    soft_wrap=True,
                 )
             sys.exit(1)
 
@@ -64,11 +72,17 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
             logging.getLogger("learnhub").setLevel(logging.DEBUG)
 
     command = click.option(
-        "--db", metavar="URL", help="Store URL: sqlite:///PATH or postgresql://... "
-        "[default: from config, else hub.db in the user data dir]"
+        "--db",
+        metavar="URL",
+        help="Store URL: sqlite:///PATH or postgresql://... "
+        "[default: from config, else hub.db in the user data dir]",
     )(command)
     return click.option(
-        "--debug", is_flag=True, expose_value=False, callback=set_debug, is_eager=True,
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        callback=set_debug,
+        is_eager=True,
         help="Show tracebacks and debug logs.",
     )(command)
 
@@ -121,14 +135,19 @@ def version() -> None:
 
 @cli.command()
 @_common
-@click.option("--socket", "socket_path", metavar="PATH",
-              help="UNIX socket to serve on [default: learnhub.sock in the user runtime dir].")
+@click.option(
+    "--socket",
+    "socket_path",
+    metavar="PATH",
+    help="UNIX socket to serve on [default: learnhub.sock in the user runtime dir].",
+)
 @click.option("--listen", metavar="HOST:PORT", help="Also serve on TCP (needs --token).")
 @click.option("--token", metavar="T", help="Token TCP clients must send with AUTH.")
 def serve(db: str | None, socket_path: str | None, listen: str | None, token: str | None) -> None:
     """Run the hub daemon: the Redis protocol on a UNIX socket (mode 0600), and optionally on
     TCP. Stops cleanly on SIGTERM or Ctrl-C."""
-    from learnhub.server.app import Server, serve as run
+    from learnhub.server.app import Server
+    from learnhub.server.app import serve as run
 
     config = config_module.load(
         {"db": db, "server.socket": socket_path, "server.listen": listen, "server.token": token}
@@ -172,13 +191,23 @@ def info(db: str | None, as_json: bool) -> None:
 @cli.command()
 @_common
 @click.argument("key")
-@click.option("--where", "-w", multiple=True, metavar="NAME=VALUE",
-              help="Only versions whose attribute NAME is VALUE (repeatable).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write the version's files into this directory.")
+@click.option(
+    "--where",
+    "-w",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Only versions whose attribute NAME is VALUE (repeatable).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the version's files into this directory.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def lookup(db: str | None, key: str, where: tuple[str, ...], out_dir: Path | None,
-           as_json: bool) -> None:
+def lookup(
+    db: str | None, key: str, where: tuple[str, ...], out_dir: Path | None, as_json: bool
+) -> None:
     """Show the best version of KEY (lowest metric; newest on ties)."""
     with _open(db) as hub:
         artifact = hub.learning.lookup(key, _pairs(where, "--where"))
@@ -199,16 +228,34 @@ def lookup(db: str | None, key: str, where: tuple[str, ...], out_dir: Path | Non
 @cli.command()
 @_common
 @click.argument("key")
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--metric", "-m", type=float, required=True,
-              help="Quality of this learning; lower is better (e.g. an error rate).")
-@click.option("--attr", "-a", multiple=True, metavar="NAME=VALUE",
-              help="An attribute of this version, e.g. mode=fast (repeatable).")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--metric",
+    "-m",
+    type=float,
+    required=True,
+    help="Quality of this learning; lower is better (e.g. an error rate).",
+)
+@click.option(
+    "--attr",
+    "-a",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An attribute of this version, e.g. mode=fast (repeatable).",
+)
 @click.option("--base", metavar="VERSION", help="The version this learning started from.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def store(db: str | None, key: str, files: tuple[Path, ...], metric: float,
-          attr: tuple[str, ...], base: str | None, as_json: bool) -> None:
+def store(
+    db: str | None,
+    key: str,
+    files: tuple[Path, ...],
+    metric: float,
+    attr: tuple[str, ...],
+    base: str | None,
+    as_json: bool,
+) -> None:
     """Store FILES as a new version of KEY's learning data."""
     blobs = {path.name: path.read_bytes() for path in files}
     if len(blobs) != len(files):
@@ -220,8 +267,10 @@ def store(db: str | None, key: str, files: tuple[Path, ...], metric: float,
     if as_json:
         click.echo(json.dumps({"key": key, "version": version, "best": best.version}))
         return
-    out.print(f"stored {key} version {version}" + (" (now the best)" if best.version == version
-                                                     else f" (best stays {best.version})"))
+    out.print(
+        f"stored {key} version {version}"
+        + (" (now the best)" if best.version == version else f" (best stays {best.version})")
+    )
 
 
 @cli.command()
@@ -251,8 +300,12 @@ def ls(db: str | None, prefix: str, as_json: bool) -> None:
         return
     table = Table("key", "versions", "best metric", "updated")
     for k in keys:
-        table.add_row(k["key"], str(k["versions"]), f"{k['best_metric']:g}",
-                      k["updated"].strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(
+            k["key"],
+            str(k["versions"]),
+            f"{k['best_metric']:g}",
+            k["updated"].strftime("%Y-%m-%d %H:%M:%S"),
+        )
     out.print(table)
 
 
@@ -260,10 +313,12 @@ def _print_versions(found: list[Any], title: str) -> None:
     table = Table("version", "metric", "attrs", "files", "origin", "updated", title=title)
     for v in found:
         table.add_row(
-            v.version[:12], f"{v.metric:g}",
+            v.version[:12],
+            f"{v.metric:g}",
             " ".join(f"{k}={val}" for k, val in v.attrs.items()),
             " ".join(f"{n} ({s} B)" for n, s in v.sizes.items()),
-            v.origin, v.updated.strftime("%Y-%m-%d %H:%M:%S"),
+            v.origin,
+            v.updated.strftime("%Y-%m-%d %H:%M:%S"),
         )
     out.print(table)
 

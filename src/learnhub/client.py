@@ -61,6 +61,8 @@ class Client:
             return self.redis.execute_command(*args)
         except redis.ResponseError as exc:
             raise InvalidInput(str(exc).removeprefix("ERR ")) from None
+        except redis.AuthenticationError as exc:  # redis-py files this under ConnectionError
+            raise ServerError(f"the hub refused the token: {exc}") from exc
         except redis.ConnectionError as exc:
             raise ServerError(f"cannot reach the hub: {exc}") from exc
 

@@ -34,9 +34,7 @@ def run(hub: Hub, socket_path: Path, console: Console) -> None:
             before = client.lookup(KEY, local=True)
             token = before.version if before else None
             best = client.store(KEY, files, metric, attrs, base=token)
-            console.print(
-                f"STORE {KEY} metric={metric} {attrs} → best is now [cyan]{best}[/cyan]"
-            )
+            console.print(f"STORE {KEY} metric={metric} {attrs} → best is now [cyan]{best}[/cyan]")
         best_artifact = client.lookup(KEY)
         assert best_artifact is not None
         console.print(
@@ -52,7 +50,9 @@ def run(hub: Hub, socket_path: Path, console: Console) -> None:
     table = Table("version", "metric", "attrs", "base", title=f"history of {KEY}")
     for v in hub.learning.versions(KEY):
         table.add_row(
-            v.version[:12], f"{v.metric:g}", " ".join(f"{k}={x}" for k, x in v.attrs.items()),
+            v.version[:12],
+            f"{v.metric:g}",
+            " ".join(f"{k}={x}" for k, x in v.attrs.items()),
             (v.base or "-")[:12],
         )
     console.print(table)

@@ -97,11 +97,15 @@ class Server:
                         )
                     )
                 except OSError as exc:
-                    raise ServerError(f"cannot listen on TCP {host}:{port}: {exc.strerror}") from exc
+                    raise ServerError(
+                        f"cannot listen on TCP {host}:{port}: {exc.strerror}"
+                    ) from exc
         except BaseException:
             await self._close_listeners()
             raise
-        where = f"unix:{self.socket_path}" + (f" and tcp:{self.info.tcp_address}" if self.tcp else "")
+        where = f"unix:{self.socket_path}" + (
+            f" and tcp:{self.info.tcp_address}" if self.tcp else ""
+        )
         log.info("learnhub node %s serving %r on %s", self.hub.node_id, self.hub.store, where)
         self.ready.set()
 
@@ -207,7 +211,9 @@ class Server:
                 replies = []
                 try:
                     while not session.quit and (argv := parser.next_command()) is not None:
-                        replies.append(encode_reply(await self._execute(session, argv), session.resp3))
+                        replies.append(
+                            encode_reply(await self._execute(session, argv), session.resp3)
+                        )
                 except ProtocolError as exc:
                     # Framing is lost: we can't find the next command, so say why and hang up.
                     replies.append(encode_reply(ErrorReply(f"ERR {exc}"), session.resp3))

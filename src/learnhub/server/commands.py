@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from learnhub.__about__ import __version__
 from learnhub.learning.artifacts import Artifact, attr_text
-from learnhub.server.resp import ErrorReply, Map, SimpleString
+from learnhub.server.resp import Map, SimpleString
 
 if TYPE_CHECKING:
     from learnhub.hub import Hub
@@ -152,9 +152,7 @@ def _authenticate(ctx: Context, user: bytes | None, password: bytes) -> None:
             "user. Are you sure your configuration is correct?"
         )
     if user not in (None, b"default") or password != token.encode():
-        raise CommandError(
-            "WRONGPASS invalid username-password pair or user is disabled."
-        )
+        raise CommandError("WRONGPASS invalid username-password pair or user is disabled.")
     ctx.session.authenticated = True
 
 
@@ -209,7 +207,9 @@ def client(ctx: Context, args: list[bytes]) -> Any:
     if sub == b"SETNAME" and len(args) == 2:
         name = text(args[1], "client name")
         if any(c.isspace() for c in name):
-            raise CommandError("ERR Client names cannot contain spaces, newlines or special characters.")
+            raise CommandError(
+                "ERR Client names cannot contain spaces, newlines or special characters."
+            )
         ctx.session.name = name or None
         return OK
     if sub == b"SETINFO" and len(args) == 3:

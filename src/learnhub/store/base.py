@@ -77,4 +77,3 @@ class Store:
 def redact(url: str) -> str:
     """The URL with any password replaced, fit for messages and logs."""
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
-
