@@ -27,7 +27,7 @@ from redis.retry import Retry
 
 import learnhub
 from conftest import ServeProcess, wait_for
-from learnhub.errors import AlreadyRunning, LearnhubError, ServerError
+from learnhub.errors import AlreadyRunning, ServerError
 from learnhub.learning.artifacts import content_version
 from learnhub.server.app import serving
 from learnhub.server.resp import encode_command
