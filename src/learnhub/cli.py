@@ -8,7 +8,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -30,37 +30,29 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except click.UsageError as exc:
-            if ctx.meta.get("debug"):
-                raise
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-            # soft_wrap: one line even when longer than the (default 80-column) console
-            err.print(
-                f"[red]error:[/red] {escape(exc.format_message())}{escape(hint)}",
-                highlight=False,
-                soft_wrap=True,
-            )
-            sys.exit(exc.exit_code)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except (click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
             if ctx.meta.get("debug"):
                 raise
+            if isinstance(exc, click.UsageError):
+                hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+                _fail(exc.format_message() + hint, exc.exit_code)
+            if isinstance(exc, click.ClickException):
+                _fail(exc.format_message(), exc.exit_code)
             if isinstance(exc, LearnhubError | OSError):
-                err.print(
-                    f"[red]error:[/red] {escape(str(exc))}",
-                    highlight=False,
-                    markup=True,
-                    soft_wrap=True,
-                )
-            else:
-                err.print(
-                    f"[red]error:[/red] internal error {type(exc).__name__}: {escape(str(exc))} "
-                    "(a bug: rerun with --debug for the traceback and report it)",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-            sys.exit(1)
+                _fail(str(exc), 1)
+            _fail(
+                f"internal error {type(exc).__name__}: {exc} "
+                "(a bug: rerun with --debug for the traceback and report it)",
+                1,
+            )
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    # soft_wrap: one line even when longer than the (default 80-column) console
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
 
 
 def _common(command: Callable[..., Any]) -> Callable[..., Any]:
