@@ -97,14 +97,22 @@ class Learning:
                         name=name,
                         blob_hash=hashes[name],
                     )
+                for name, value in attrs.items():
+                    tx.execute(
+                        "insert_artifact_attr",
+                        key=key,
+                        version=version,
+                        name=name,
+                        value=attr_text(value),
+                    )
         return version
 
     def lookup(self, key: str, where: Mapping[str, Any] | None = None) -> Artifact | None:
         """The best version of ``key`` whose attributes match ``where``, with its files.
 
-        A ``where`` value matches an attribute equal to it, or whose text is it (so the
-        strings that arrive over the wire match numbers stored from Python). A ``where``
-        field that no version of the key has is an error, not a silent miss.
+        Attributes match by their text on the wire (``attr_text``): ``{"period": 10}`` and
+        ``{"period": "10"}`` match either. A ``where`` field that no version of the key has
+        is an error, not a silent miss.
         """
         with self._store.transaction(readonly=True) as tx:
             best = self._best(tx, key, where)
@@ -119,16 +127,20 @@ class Learning:
 
     def _best(self, tx: Tx, key: str, where: Mapping[str, Any] | None) -> ArtifactVersion | None:
         _check_key(key)
-        where = dict(where or {})
-        candidates = [_version(key, row) for row in tx.all("artifact_versions", key=key)]
-        known = set().union(*(c.attrs for c in candidates))
-        unknown = sorted(set(where) - known)
-        if candidates and unknown:
-            raise InvalidInput(
-                f"unknown attribute {', '.join(map(repr, unknown))} in WHERE for key "
-                f"{key!r}; its versions have: {', '.join(sorted(known)) or 'no attributes'}"
-            )
-        return next((c for c in candidates if _matches(c.attrs, where)), None)
+        wanted = {name: attr_text(value) for name, value in (where or {}).items()}
+        if not wanted:
+            row = tx.one("best_artifact", key=key)
+            return None if row is None else _version(key, row)
+        row = tx.one("best_artifact_where", key=key, where=json.dumps(wanted), n_where=len(wanted))
+        if row is None:
+            unknown = [n for n in wanted if tx.one("has_attr", key=key, name=n) is None]
+            if unknown and tx.one("has_key", key=key):
+                known = [r["name"] for r in tx.all("attr_names", key=key)]
+                raise InvalidInput(
+                    f"unknown attribute {', '.join(map(repr, unknown))} in WHERE for key "
+                    f"{key!r}; its versions have: {', '.join(known) or 'no attributes'}"
+                )
+        return None if row is None else _version(key, row)
 
     def get(self, key: str, version: str) -> Artifact | None:
         """One exact version of ``key``, or None."""
@@ -145,8 +157,7 @@ class Learning:
         """Every version of ``key``, newest first."""
         _check_key(key)
         with self._store.transaction(readonly=True) as tx:
-            rows = tx.all("artifact_versions", key=key)
-        return sorted((_version(key, r) for r in rows), key=lambda v: v.updated, reverse=True)
+            return [_version(key, r) for r in tx.all("artifact_versions", key=key)]
 
     def list(self, prefix: str = "") -> list[dict[str, Any]]:
         """Keys starting with ``prefix``: how many versions each has, its best metric and
@@ -182,16 +193,6 @@ def attr_text(value: AttrValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _matches(attrs: Mapping[str, AttrValue], where: Mapping[str, Any]) -> bool:
-    for name, wanted in where.items():
-        if name not in attrs:
-            return False
-        have = attrs[name]
-        if have != wanted and not (isinstance(wanted, str) and attr_text(have) == wanted):
-            return False
-    return True
 
 
 def _time(ns: int) -> datetime:

@@ -38,23 +38,51 @@ ON CONFLICT (key, version) DO NOTHING
 INSERT INTO artifact_files (key, version, name, blob_hash)
 VALUES (%(key)s, %(version)s, %(name)s, %(blob_hash)s)
 
--- name: artifact_versions
--- A key's versions, best first: lowest metric, then newest.
-SELECT a.version, a.metric, a.attrs, a.origin, a.base, a.created_ns,
-       (SELECT json_object_agg(f.name, b.size)::text
-          FROM artifact_files f JOIN blobs b ON b.hash = f.blob_hash
-         WHERE f.key = a.key AND f.version = a.version) AS sizes
-FROM artifacts a
+-- name: insert_artifact_attr
+INSERT INTO artifact_attrs (key, version, name, value)
+VALUES (%(key)s, %(version)s, %(name)s, %(value)s)
+
+-- name: best_artifact
+-- The best version of a key: lowest metric, then newest.
+SELECT version, metric, attrs, origin, base, created_ns, sizes
+FROM artifact_summaries a
 WHERE a.key = %(key)s
 ORDER BY a.metric ASC, a.created_ns DESC, a.seq DESC
+LIMIT 1
+
+-- name: best_artifact_where
+-- The best version of a key that has all :n_where attributes of :where, a JSON object of
+-- name: text. The index walks the versions best first and each is checked by primary-key
+-- probes, so this stops at the first match.
+SELECT version, metric, attrs, origin, base, created_ns, sizes
+FROM artifact_summaries a
+WHERE a.key = %(key)s
+  AND %(n_where)s = (
+      SELECT count(*) FROM artifact_attrs t, jsonb_each_text(CAST(%(where)s AS jsonb)) w
+      WHERE t.key = a.key AND t.version = a.version AND t.name = w.key AND t.value = w.value)
+ORDER BY a.metric ASC, a.created_ns DESC, a.seq DESC
+LIMIT 1
+
+-- name: attr_names
+SELECT DISTINCT name FROM artifact_attrs WHERE key = %(key)s ORDER BY name
+
+-- name: has_attr
+SELECT 1 AS found FROM artifact_attrs WHERE key = %(key)s AND name = %(name)s LIMIT 1
+
+-- name: has_key
+SELECT 1 AS found FROM artifacts WHERE key = %(key)s LIMIT 1
+
+-- name: artifact_versions
+-- A key's versions, newest first.
+SELECT version, metric, attrs, origin, base, created_ns, sizes
+FROM artifact_summaries
+WHERE key = %(key)s
+ORDER BY created_ns DESC, seq DESC
 
 -- name: artifact_version
-SELECT a.version, a.metric, a.attrs, a.origin, a.base, a.created_ns,
-       (SELECT json_object_agg(f.name, b.size)::text
-          FROM artifact_files f JOIN blobs b ON b.hash = f.blob_hash
-         WHERE f.key = a.key AND f.version = a.version) AS sizes
-FROM artifacts a
-WHERE a.key = %(key)s AND a.version = %(version)s
+SELECT version, metric, attrs, origin, base, created_ns, sizes
+FROM artifact_summaries
+WHERE key = %(key)s AND version = %(version)s
 
 -- name: artifact_files
 SELECT f.name, b.data

@@ -18,7 +18,20 @@ CREATE TABLE artifacts (
     UNIQUE (key, version)
 );
 
-CREATE INDEX artifacts_best ON artifacts (key, metric, created_ns DESC);
+-- Walks a key's versions best first, so a lookup stops at the first that matches.
+CREATE INDEX artifacts_best ON artifacts (key, metric, created_ns DESC, seq DESC);
+
+-- Attributes again, one row each, as the text they have on the wire: what WHERE matches.
+CREATE TABLE artifact_attrs (
+    key     TEXT NOT NULL,
+    version TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    PRIMARY KEY (key, version, name),
+    FOREIGN KEY (key, version) REFERENCES artifacts (key, version)
+);
+
+CREATE INDEX artifact_attrs_names ON artifact_attrs (key, name);
 
 CREATE TABLE artifact_files (
     key       TEXT NOT NULL,
@@ -28,3 +41,11 @@ CREATE TABLE artifact_files (
     PRIMARY KEY (key, version, name),
     FOREIGN KEY (key, version) REFERENCES artifacts (key, version)
 );
+
+-- Each version with the sizes of its files, as a JSON object: what listings show.
+CREATE VIEW artifact_summaries AS
+SELECT a.*,
+       (SELECT json_object_agg(f.name, b.size)::text
+          FROM artifact_files f JOIN blobs b ON b.hash = f.blob_hash
+         WHERE f.key = a.key AND f.version = a.version) AS sizes
+FROM artifacts a;
