@@ -487,3 +487,12 @@ def test_unknown_reply_types_raise_type_error(value: object):
 def test_large_bulk_reply(size: int):
     payload = b"\xab" * size
     assert hiredis_parse(encode_reply([payload, memoryview(payload)])) == [payload, payload]
+
+
+def test_consumed_bytes_are_freed_once_everything_is_parsed():
+    """An idle connection must not keep its last (possibly huge) request in memory."""
+    parser = RequestParser()
+    parser.feed(encode_command("STORE", "k", b"x" * 1_000_000))
+    assert parser.next_command() is not None
+    assert parser.next_command() is None
+    assert len(parser._buf) == 0

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from learnhub.errors import AlreadyRunning, LearnhubError, ServerError
-from learnhub.server.commands import CommandError, Context, ServerInfo, Session, resolve
+from learnhub.server.commands import (
+    Command,
+    CommandError,
+    Context,
+    ServerInfo,
+    Session,
+    resolve,
+)
 from learnhub.server.resp import ErrorReply, ProtocolError, RequestParser, encode_reply
 
 if TYPE_CHECKING:
@@ -208,15 +215,11 @@ class Server:
                     break
                 conn.busy = True
                 parser.feed(data)
-                replies = []
-                try:
-                    while not session.quit and (argv := parser.next_command()) is not None:
-                        replies.append(
-                            encode_reply(await self._execute(session, argv), session.resp3)
-                        )
-                except ProtocolError as exc:
+                commands, error = _drain(parser)
+                replies = await self._run(session, commands)
+                if error is not None:
                     # Framing is lost: we can't find the next command, so say why and hang up.
-                    replies.append(encode_reply(ErrorReply(f"ERR {exc}"), session.resp3))
+                    replies.append(encode_reply(ErrorReply(f"ERR {error}"), session.resp3))
                     conn.closing = True
                 writer.write(b"".join(replies))
                 await writer.drain()
@@ -232,22 +235,63 @@ class Server:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _execute(self, session: Session, argv: list[bytes]) -> Any:
-        self.info.commands_processed += 1
-        try:
-            cmd = resolve(session, argv)
-            ctx = Context(self.info, session)
-            if cmd.blocking:
+    async def _run(self, session: Session, commands: list[list[bytes]]) -> list[bytes]:
+        """Run commands in order and return their encoded replies.
+
+        Consecutive store commands go to a worker thread together: one hand-off per run of
+        them, not per command, which is what makes pipelined LOOKUPs fast.
+        """
+        replies: list[bytes] = []
+        i = 0
+        while i < len(commands) and not session.quit:
+            batch = []
+            while i < len(commands):
+                cmd = self._resolve(session, commands[i])
+                if not (isinstance(cmd, Command) and cmd.blocking):
+                    break
+                batch.append((cmd, commands[i][1:]))
+                i += 1
+            if batch:
                 assert self._loop is not None
-                return await self._loop.run_in_executor(self._executor, cmd.handler, ctx, argv[1:])
-            return cmd.handler(ctx, argv[1:])
+                results = await self._loop.run_in_executor(
+                    self._executor, lambda b=batch: [self._call(session, c, a) for c, a in b]
+                )
+            else:
+                results = [
+                    self._call(session, cmd, commands[i][1:]) if isinstance(cmd, Command) else cmd
+                ]
+                i += 1
+            self.info.commands_processed += len(results)
+            replies += [encode_reply(r, session.resp3) for r in results]
+        return replies
+
+    def _resolve(self, session: Session, argv: list[bytes]) -> Command | ErrorReply:
+        try:
+            return resolve(session, argv)
+        except CommandError as exc:
+            return ErrorReply(str(exc))
+
+    def _call(self, session: Session, cmd: Command, args: list[bytes]) -> Any:
+        try:
+            return cmd.handler(Context(self.info, session), args)
         except CommandError as exc:
             return ErrorReply(str(exc))
         except LearnhubError as exc:
             return ErrorReply(f"ERR {exc}")
         except Exception as exc:  # a bug must cost one reply, never the server
-            log.exception("command %r failed", argv[0][:64])
+            log.exception("command %s failed", cmd.name)
             return ErrorReply(f"ERR internal error: {type(exc).__name__}: {exc}")
+
+
+def _drain(parser: RequestParser) -> tuple[list[list[bytes]], ProtocolError | None]:
+    """Every complete command in the parser, and the protocol error that ended them, if any."""
+    commands = []
+    try:
+        while (argv := parser.next_command()) is not None:
+            commands.append(argv)
+    except ProtocolError as exc:
+        return commands, exc
+    return commands, None
 
 
 def _host_port(listen: str) -> tuple[str, int]:

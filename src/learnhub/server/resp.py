@@ -90,6 +90,10 @@ class RequestParser:
         while True:
             if not self._missing:
                 if self._pos >= len(self._buf):
+                    # All consumed: free the buffer now, not at the next feed, so an idle
+                    # connection does not keep its last (possibly 100 MB) request alive.
+                    self._buf.clear()
+                    self._pos = self._scan = 0
                     return None
                 if self._buf[self._pos] != _STAR:
                     args = self._inline_command()
