@@ -251,6 +251,8 @@ class Server:
                     break
                 batch.append((cmd, commands[i][1:]))
                 i += 1
+            # Counted as they start, so INFO shows a command that is still running.
+            self.info.commands_processed += len(batch) or 1
             if batch:
                 assert self._loop is not None
                 results = await self._loop.run_in_executor(
@@ -261,7 +263,6 @@ class Server:
                     self._call(session, cmd, commands[i][1:]) if isinstance(cmd, Command) else cmd
                 ]
                 i += 1
-            self.info.commands_processed += len(results)
             replies += [encode_reply(r, session.resp3) for r in results]
         return replies
 
