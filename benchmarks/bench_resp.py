@@ -33,12 +33,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
+from _common import terminate_as_interrupt
 from rich.console import Console
 from rich.table import Table
 
@@ -119,22 +120,6 @@ def stop(proc: Proc) -> None:
                 popen.kill()
             popen.wait()
     proc.exit_code = popen.returncode
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """Turn SIGINT (also when inherited as ignored), SIGTERM and SIGHUP into
-    KeyboardInterrupt so the finally blocks stop the servers and remove the temp dir."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 # --- measuring --------------------------------------------------------------------------

@@ -34,21 +34,22 @@ import json
 import os
 import platform
 import random
-import signal
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import terminate_as_interrupt
 from rich.console import Console
 from rich.table import Table
 
 import learnhub
+from learnhub.store.base import redact
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 PAYLOAD_SIZE = 1024
@@ -368,22 +369,6 @@ def run_round(
 # --- main -------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGINT (also when inherited as ignored), SIGTERM and SIGHUP become KeyboardInterrupt,
-    so the finally blocks drop the PostgreSQL schemas and remove the temp dir."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="n=1000 (~15 s in all)")
@@ -433,8 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             pg, why = postgres_backend(args.postgres)
             if pg is None:
                 notes.append(
-                    f"PostgreSQL skipped: cannot connect to "
-                    f"{learnhub_redact(args.postgres)} ({why})"
+                    f"PostgreSQL skipped: cannot connect to {redact(args.postgres)} ({why})"
                 )
                 err.print(f"[yellow]{notes[-1]}[/]")
             else:
@@ -493,12 +477,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_table(meta, results)
     return 0
-
-
-def learnhub_redact(url: str) -> str:
-    from learnhub.store.base import redact
-
-    return redact(url)
 
 
 def print_table(meta: dict[str, Any], results: list[dict[str, Any]]) -> None:
