@@ -32,10 +32,23 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class JobsConfig:
+    app: str | None = None
+    """module:attribute of the Hub your tasks are registered on, for workers and serve."""
+    lease_seconds: float = 30.0
+    """A running job's lease; a worker that stops renewing it loses the job to others."""
+    poll_seconds: float = 0.05
+    """How often idle workers look for work that other processes enqueued (SQLite)."""
+    retention_days: float = 7.0
+    """Succeeded jobs older than this are pruned; failed ones are kept until deleted."""
+
+
+@dataclass(frozen=True)
 class Config:
     db: str | None = None
     """Store URL: sqlite:///PATH or postgresql://...; default: hub.db in the user data dir."""
     server: ServerConfig = field(default_factory=ServerConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
 
     @property
     def store_url(self) -> str:
@@ -134,6 +147,8 @@ def _typed(value: Any, kind: Any, what: str) -> Any:
     wanted = [t for t in getattr(kind, "__args__", (kind,)) if t is not type(None)]
     if isinstance(value, tuple(wanted)) and not (isinstance(value, bool) and bool not in wanted):
         return value
+    if float in wanted and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     if isinstance(value, str):  # from the environment or a flag: convert
         for t in wanted:
             try:

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable
 from types import TracebackType
+from typing import Any
 
 from learnhub import config as config_module
 from learnhub.config import Config
+from learnhub.jobs.queue import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PRIORITY,
+    DEFAULT_QUEUE,
+    Jobs,
+    TaskDef,
+)
+from learnhub.jobs.worker import JobContext, Worker, run_worker
 from learnhub.learning import Learning
 from learnhub.store import Store, open_store
+
+PRUNE_TASK = "learnhub.prune"
 
 
 class Hub:
@@ -19,6 +31,40 @@ class Hub:
         self.config = config
         self.node_id = _node_id(store)
         self.learning = Learning(store, self.node_id)
+        self.jobs = Jobs(store, poll_interval=config.jobs.poll_seconds)
+        self.jobs.register(TaskDef(PRUNE_TASK, _prune, max_attempts=1))
+
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = DEFAULT_PRIORITY,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: float | None = None,
+        retry_delay: float = 1.0,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register a task: ``@hub.task("embed", queue="embed", timeout=30)`` on a function
+        ``fn(ctx, **args)``. The options are the defaults of the jobs enqueued for it."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.jobs.register(
+                TaskDef(
+                    name or fn.__name__, fn, queue, priority, max_attempts, timeout, retry_delay
+                )
+            )
+            return fn
+
+        return register
+
+    def run_worker(
+        self, queues: Iterable[str] | None = None, concurrency: int = 4, burst: bool = False
+    ) -> None:
+        """Run jobs in this thread until Ctrl-C/SIGTERM (or, with ``burst``, until none is
+        left). Also keeps the built-in schedules: pruning succeeded jobs."""
+        self.jobs.every(PRUNE_TASK, seconds=3600, args={"days": self.config.jobs.retention_days})
+        worker = Worker(self, queues, concurrency, burst, lease=self.config.jobs.lease_seconds)
+        run_worker(worker)
 
     def close(self) -> None:
         self.store.close()
@@ -39,6 +85,10 @@ def open(url: str | None = None, *, config: Config | None = None) -> Hub:  # noq
     """Open the hub on ``url`` (default: the configured store, else SQLite in the data dir)."""
     config = config or config_module.load()
     return Hub(open_store(url or config.store_url), config)
+
+
+def _prune(ctx: JobContext, days: float) -> int:
+    return ctx.hub.jobs.prune(days)
 
 
 def _node_id(store: Store) -> str:

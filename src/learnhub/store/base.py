@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from functools import cache
 from importlib import resources
@@ -46,6 +47,8 @@ class Connector(Protocol):
 
     def run_script(self, tx: Tx, sql: str) -> None: ...
 
+    def listen(self, channel: str, callback: Callable[[], None]) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -66,6 +69,11 @@ class Store:
         ``readonly`` lets SQLite readers run beside a writer instead of queueing behind it.
         """
         return self.connector.transaction(readonly)
+
+    def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when another process notifies ``channel`` (PostgreSQL only;
+        on SQLite, other processes' changes are found by polling)."""
+        self.connector.listen(channel, callback)
 
     def close(self) -> None:
         self.connector.close()

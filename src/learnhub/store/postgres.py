@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from learnhub.errors import StoreError
@@ -24,6 +25,8 @@ class PostgresConnector:
     dialect = "postgres"
 
     def __init__(self, url: str, max_size: int = 10) -> None:
+        self._url = url
+        self._closed = threading.Event()
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -50,5 +53,23 @@ class PostgresConnector:
     def run_script(self, tx: Tx, sql: str) -> None:
         tx.conn.execute(sql)
 
+    def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on every NOTIFY on ``channel``, from a thread with its own
+        connection that reconnects after a failure, until the store is closed."""
+
+        def run() -> None:
+            while not self._closed.is_set():
+                try:
+                    with psycopg.connect(self._url, autocommit=True) as conn:
+                        conn.execute(f"LISTEN {channel}")
+                        while not self._closed.is_set():
+                            for _ in conn.notifies(timeout=1.0):
+                                callback()
+                except psycopg.Error:
+                    self._closed.wait(1.0)
+
+        threading.Thread(target=run, name=f"learnhub-listen-{channel}", daemon=True).start()
+
     def close(self) -> None:
+        self._closed.set()
         self._pool.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,6 +63,9 @@ class SQLiteConnector:
             if sqlite3.complete_statement(statement):
                 tx.conn.execute(statement)
                 statement = ""
+
+    def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        """SQLite has no notifications: other processes' changes are found by polling."""
 
     def close(self) -> None:
         with self._lock:

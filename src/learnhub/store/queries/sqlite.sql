@@ -97,3 +97,174 @@ FROM artifacts
 WHERE key LIKE :prefix || '%' ESCAPE '\'
 GROUP BY key
 ORDER BY key
+
+
+-- Jobs ---------------------------------------------------------------------------------
+
+-- name: insert_job
+-- A live job with the same dedupe key makes this insert nothing (and return no row).
+INSERT INTO jobs (queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on,
+                  max_attempts, run_after_ns, timeout_s, dedupe_key, error, created_ns,
+                  finished_ns)
+VALUES (:queue, :task, :args, :priority, :flow_id, :flow_started_ns,
+        :state, :waiting_on, :max_attempts, :run_after_ns, :timeout_s,
+        :dedupe_key, :error, :created_ns, :finished_ns)
+ON CONFLICT DO NOTHING
+RETURNING id
+
+-- name: live_job_by_dedupe_key
+SELECT id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns FROM jobs
+WHERE dedupe_key = :dedupe_key AND state IN ('waiting', 'queued', 'running')
+
+-- name: insert_edge
+INSERT INTO job_edges (parent_id, child_id, on_failure)
+VALUES (:parent_id, :child_id, :on_failure)
+
+-- name: get_job
+SELECT id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns FROM jobs WHERE id = :id
+
+-- name: jobs_by_ids
+SELECT id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: list_jobs
+SELECT id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns FROM jobs
+WHERE (:state IS NULL OR state = :state)
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:flow_id IS NULL OR flow_id = :flow_id)
+ORDER BY id DESC
+LIMIT :limit
+
+-- name: flow_edges
+SELECT e.parent_id, e.child_id, e.on_failure
+FROM job_edges e JOIN jobs j ON j.id = e.child_id
+WHERE j.flow_id = :flow_id
+
+-- name: job_children
+SELECT e.child_id, e.on_failure FROM job_edges e WHERE e.parent_id = :id
+
+-- name: job_parents
+SELECT e.parent_id, e.on_failure FROM job_edges e WHERE e.child_id = :id
+
+-- name: job_stats
+SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state
+
+-- name: claim_jobs
+-- Takes up to :limit runnable jobs, best first, for one worker. On PostgreSQL, SKIP LOCKED
+-- lets concurrent workers take different jobs instead of queueing behind each other.
+UPDATE jobs
+SET state = 'running', attempts = attempts + 1, worker_id = :worker_id,
+    lease_until_ns = :lease_until_ns, started_ns = :now_ns
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE state = 'queued' AND run_after_ns <= :now_ns
+      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+    ORDER BY priority, flow_started_ns, id
+    LIMIT :limit
+)
+RETURNING id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns
+
+-- name: next_run_after
+-- When the earliest queued job in these queues may run (NULL: none is queued).
+SELECT min(run_after_ns) AS run_after_ns FROM jobs
+WHERE state = 'queued' AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+
+-- name: finish_job
+-- Only the worker that holds the job may finish it: after a lost lease, its late result
+-- finds the job requeued or taken by another worker and changes nothing.
+UPDATE jobs
+SET state = :state, result = :result, error = :error, traceback = :traceback,
+    finished_ns = :now_ns, lease_until_ns = NULL
+WHERE id = :id AND state = 'running' AND worker_id = :worker_id
+RETURNING id, task
+
+-- name: requeue_job
+-- A running job back to the queue after a failed attempt, to run again at :run_after_ns.
+UPDATE jobs
+SET state = 'queued', run_after_ns = :run_after_ns, error = :error,
+    traceback = :traceback, worker_id = NULL, lease_until_ns = NULL
+WHERE id = :id AND state = 'running' AND worker_id = :worker_id
+RETURNING id
+
+-- name: release_child
+-- A parent is done with this child: one fewer to wait on, and runnable when none is left.
+UPDATE jobs
+SET waiting_on = waiting_on - 1,
+    state = CASE WHEN state = 'waiting' AND waiting_on = 1 THEN 'queued' ELSE state END
+WHERE id = :id
+RETURNING state, queue
+
+-- name: hold_join
+-- A job that is not running yet gets one more parent to wait for.
+UPDATE jobs
+SET waiting_on = waiting_on + 1, state = 'waiting'
+WHERE id = :id AND state IN ('waiting', 'queued')
+RETURNING id
+
+-- name: cancel_job
+UPDATE jobs
+SET state = 'cancelled', error = :error, finished_ns = :now_ns, lease_until_ns = NULL
+WHERE id = :id AND state IN ('waiting', 'queued', 'running')
+RETURNING id, task
+
+-- name: retry_job
+UPDATE jobs
+SET state = CASE WHEN waiting_on > 0 THEN 'waiting' ELSE 'queued' END, attempts = 0,
+    run_after_ns = :now_ns, error = NULL, traceback = NULL, result = NULL,
+    worker_id = NULL, started_ns = NULL, finished_ns = NULL
+WHERE id = :id AND state IN ('failed', 'cancelled')
+RETURNING id
+
+-- name: revive_cancelled
+-- Jobs cancelled because job :id failed wait again, now that it is retried.
+UPDATE jobs
+SET state = CASE WHEN waiting_on > 0 THEN 'waiting' ELSE 'queued' END, error = NULL,
+    finished_ns = NULL
+WHERE state = 'cancelled' AND error LIKE :prefix
+RETURNING id
+
+-- name: renew_leases
+UPDATE jobs SET lease_until_ns = :lease_until_ns
+WHERE worker_id = :worker_id AND state = 'running'
+
+-- name: renew_lease
+UPDATE jobs SET lease_until_ns = :lease_until_ns
+WHERE id = :id AND worker_id = :worker_id AND state = 'running'
+RETURNING id
+
+-- name: lost_jobs
+-- Running jobs whose worker stopped renewing the lease, or that ran past their timeout.
+SELECT id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns FROM jobs
+WHERE state = 'running'
+  AND (lease_until_ns < :now_ns
+       OR (timeout_s IS NOT NULL AND started_ns + timeout_s * 1000000000 < :now_ns))
+
+-- name: prune_jobs
+DELETE FROM jobs WHERE state = 'succeeded' AND finished_ns < :before_ns
+
+-- name: notify_jobs
+SELECT 1  -- SQLite has no NOTIFY: other processes poll
+
+-- Schedules ----------------------------------------------------------------------------
+
+-- name: upsert_schedule
+INSERT INTO schedules (name, task, args, queue, priority, every_s, cron, next_ns)
+VALUES (:name, :task, :args, :queue, :priority, :every_s, :cron, :next_ns)
+ON CONFLICT (name) DO UPDATE
+SET task = excluded.task, args = excluded.args, queue = excluded.queue,
+    priority = excluded.priority, every_s = excluded.every_s, cron = excluded.cron,
+    next_ns = CASE WHEN schedules.every_s IS excluded.every_s
+                    AND schedules.cron IS excluded.cron
+                   THEN schedules.next_ns ELSE excluded.next_ns END
+
+-- name: due_schedules
+SELECT name, task, args, queue, priority, every_s, cron, next_ns FROM schedules
+WHERE next_ns <= :now_ns
+
+-- name: advance_schedule
+-- Compare-and-set: of several hubs that saw the same tick, one moves it and enqueues.
+UPDATE schedules SET next_ns = :new_next_ns
+WHERE name = :name AND next_ns = :old_next_ns
+RETURNING name
+
+-- name: list_schedules
+SELECT name, task, args, queue, priority, every_s, cron, next_ns FROM schedules ORDER BY name

@@ -1,0 +1,18 @@
+"""Jobs: a persistent priority queue with workflows, and the workers that run it."""
+
+from learnhub.jobs.model import Job, JobTimeout, PermanentError, Retry
+from learnhub.jobs.queue import Flow, FlowNode, Jobs, WaitTimeout
+from learnhub.jobs.worker import JobContext, Worker
+
+__all__ = [
+    "Flow",
+    "FlowNode",
+    "Job",
+    "JobContext",
+    "JobTimeout",
+    "Jobs",
+    "PermanentError",
+    "Retry",
+    "WaitTimeout",
+    "Worker",
+]
