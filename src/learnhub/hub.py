@@ -21,6 +21,8 @@ from learnhub.learning import Learning
 from learnhub.store import Store, open_store
 
 PRUNE_TASK = "learnhub.prune"
+# The queue of learnhub's own jobs, which every hub can run without an app.
+BUILTIN_QUEUE = "learnhub"
 
 
 class Hub:
@@ -32,7 +34,7 @@ class Hub:
         self.node_id = _node_id(store)
         self.learning = Learning(store, self.node_id)
         self.jobs = Jobs(store, poll_interval=config.jobs.poll_seconds)
-        self.jobs.register(TaskDef(PRUNE_TASK, _prune, max_attempts=1))
+        self.jobs.register(TaskDef(PRUNE_TASK, _prune, queue=BUILTIN_QUEUE, max_attempts=1))
 
     def task(
         self,
@@ -57,14 +59,20 @@ class Hub:
 
         return register
 
+    def worker(
+        self, queues: Iterable[str] | None = None, concurrency: int = 4, burst: bool = False
+    ) -> Worker:
+        """A worker for this hub's jobs (``worker.run()`` in a thread of your own); also
+        keeps the built-in schedules, such as pruning succeeded jobs."""
+        self.jobs.every(PRUNE_TASK, seconds=3600, args={"days": self.config.jobs.retention_days})
+        return Worker(self, queues, concurrency, burst, lease=self.config.jobs.lease_seconds)
+
     def run_worker(
         self, queues: Iterable[str] | None = None, concurrency: int = 4, burst: bool = False
     ) -> None:
         """Run jobs in this thread until Ctrl-C/SIGTERM (or, with ``burst``, until none is
-        left). Also keeps the built-in schedules: pruning succeeded jobs."""
-        self.jobs.every(PRUNE_TASK, seconds=3600, args={"days": self.config.jobs.retention_days})
-        worker = Worker(self, queues, concurrency, burst, lease=self.config.jobs.lease_seconds)
-        run_worker(worker)
+        left)."""
+        run_worker(self.worker(queues, concurrency, burst))
 
     def close(self) -> None:
         self.store.close()

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from learnhub.server.resp import ErrorReply, ProtocolError, RequestParser, encod
 
 if TYPE_CHECKING:
     from learnhub.hub import Hub
+    from learnhub.jobs import Worker
 
 log = logging.getLogger("learnhub.server")
 READ_SIZE = 1 << 16
@@ -116,9 +117,13 @@ class Server:
         log.info("learnhub node %s serving %r on %s", self.hub.node_id, self.hub.store, where)
         self.ready.set()
 
-    async def serve_forever(self, handle_signals: bool = True) -> None:
+    async def serve_forever(
+        self, handle_signals: bool = True, on_started: Callable[[], None] | None = None
+    ) -> None:
         """Serve until stop() or, with ``handle_signals``, SIGTERM/SIGINT; then shut down."""
         await self.start()
+        if on_started:
+            on_started()
         assert self._stop is not None and self._loop is not None
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -302,10 +307,23 @@ def _host_port(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def serve(hub: Hub, socket_path: Path, listen: str | None = None, token: str | None = None) -> None:
-    """Run a server in this process until SIGTERM or SIGINT."""
+def serve(
+    hub: Hub,
+    socket_path: Path,
+    listen: str | None = None,
+    token: str | None = None,
+    worker: Worker | None = None,
+) -> None:
+    """Run a server, and a job worker beside it once the server is up, in this process
+    until SIGTERM or SIGINT; the worker then finishes its running jobs."""
     server = Server(hub, socket_path, listen, token)
-    asyncio.run(server.serve_forever())
+    thread = threading.Thread(target=worker.run, name="learnhub-worker") if worker else None
+    try:
+        asyncio.run(server.serve_forever(on_started=thread.start if thread else None))
+    finally:
+        if worker and thread and thread.is_alive():
+            worker.stop()
+            thread.join()
 
 
 @contextlib.contextmanager
