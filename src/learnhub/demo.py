@@ -10,9 +10,11 @@ from rich.table import Table
 
 import learnhub
 from learnhub.hub import Hub
+from learnhub.jobs import JobContext
 from learnhub.server.app import serving
 
 KEY = "demo/fft-solver"
+DEMO_QUEUE = "demo"
 # Three runs of one program: what each learned, in which regime, and how well it did.
 FAST = {"mode": "fast", "period": "10"}
 EXACT = {"mode": "exact", "period": "20"}
@@ -24,7 +26,7 @@ RUNS = [
 
 
 def run(hub: Hub, socket_path: Path, console: Console) -> None:
-    logging.getLogger("learnhub.server").setLevel(logging.WARNING)  # the demo narrates itself
+    logging.getLogger("learnhub").setLevel(logging.WARNING)  # the demo narrates itself
     console.print(f"[bold]hub[/bold] node {hub.node_id} on {hub.store!r}")
     with serving(hub, socket_path) as server, learnhub.connect(socket=socket_path) as client:
         console.print(f"[bold]serving[/bold] the Redis protocol on {server.socket_path}")
@@ -58,5 +60,38 @@ def run(hub: Hub, socket_path: Path, console: Console) -> None:
     console.print(table)
     console.print(
         "The lowest metric wins; running the demo again stores nothing new "
-        "(versions are content hashes). Next: [bold]learnhub serve[/bold]."
+        "(versions are content hashes)."
     )
+    run_flow(hub, console)
+    console.print("Next: [bold]learnhub serve[/bold], [bold]learnhub worker --app ...[/bold].")
+
+
+def run_flow(hub: Hub, console: Console) -> None:
+    """A small workflow: fan out, a dynamic extra child, fan in."""
+    from learnhub.cli.jobs import flow_tree
+
+    @hub.task("demo.start", queue=DEMO_QUEUE)
+    def start(ctx: JobContext, meeting: str) -> str:
+        return meeting
+
+    @hub.task("demo.embed", queue=DEMO_QUEUE)
+    def embed(ctx: JobContext, item: str) -> int:
+        if item == "topic-0":  # found a related item: embed it too, before the join runs
+            joins = [c for p, c, _ in ctx.hub.jobs.edges(ctx.job.flow_id) if p == ctx.job.id]
+            ctx.spawn("demo.embed", {"item": "topic-0-related"}, before=joins)
+        return len(item)
+
+    @hub.task("demo.rerank", queue=DEMO_QUEUE)
+    def rerank(ctx: JobContext) -> str:
+        return "published"
+
+    flow = hub.jobs.flow("demo-related", priority=50)
+    first = flow.add("demo.start", {"meeting": "retro-42"})
+    embeds = [flow.add("demo.embed", {"item": f"topic-{i}"}, after=[first]) for i in range(3)]
+    last = flow.add("demo.rerank", after=embeds)
+    flow.submit()
+    console.print(f"FLOW {flow.id}: start → 3 × embed → rerank, submitted at once")
+    hub.run_worker(queues=[DEMO_QUEUE], concurrency=2, burst=True)
+    job = hub.jobs.get(last.id)
+    assert job is not None
+    console.print(flow_tree(job, hub.jobs.list(flow=flow.id), hub.jobs.edges(flow.id)))

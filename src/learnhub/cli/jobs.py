@@ -135,10 +135,10 @@ def show(db: str | None, job_id: int, as_json: bool) -> None:
     out.print(table)
     if job.traceback:
         out.print(job.traceback, highlight=False, markup=False)
-    out.print(_flow_tree(job, flow, edges))
+    out.print(flow_tree(job, flow, edges))
 
 
-def _flow_tree(job: Job, flow: list[Job], edges: list[tuple[int, int, str]]) -> Tree:
+def flow_tree(job: Job, flow: list[Job], edges: list[tuple[int, int, str]]) -> Tree:
     """The flow as a tree: each job under its first parent, other parents named beside it."""
     by_id = {j.id: j for j in flow}
     parents: dict[int, list[tuple[int, str]]] = {}
