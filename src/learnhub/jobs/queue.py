@@ -7,12 +7,14 @@ crash never leaves a flow half-updated.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import random
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -105,7 +107,8 @@ class Jobs:
         or seconds from now). A live job with the same dedupe_key is returned instead.
         """
         spec = self._spec(task, args, **options)
-        spec.parents = [(_job_id(p), _policy(on_parent_failure)) for p in after]
+        policy = _policy(on_parent_failure)  # checked even when there is no parent
+        spec.parents = [(_job_id(p), policy) for p in after]
         now = time.time_ns()
         with self._store.transaction() as tx:
             job_id = self._insert(tx, spec, f"{task}-{secrets.token_hex(4)}", now)
@@ -167,11 +170,27 @@ class Jobs:
     def retry(self, job_id: int) -> bool:
         """Run a failed or cancelled job again, with fresh attempts; the jobs its failure
         cancelled wait for it again. False if the job had not failed."""
+        now = time.time_ns()
         with self._store.transaction() as tx:
-            if tx.one("retry_job", id=job_id, now_ns=time.time_ns()) is None:
+            if tx.one("retry_job", id=job_id, now_ns=now) is None:
                 self._require(tx, job_id)
                 return False
-            tx.execute("revive_cancelled", prefix=f"upstream failed: job {job_id} (%")
+            blocker = self._failed_parent(tx, job_id)
+            if blocker is not None:  # it would wait forever: nothing would release it
+                raise InvalidInput(
+                    f"job {job_id} depends on job {blocker['id']}, which {blocker['state']}; "
+                    "retry that one (its dependents are revived with it)"
+                )
+            revived = tx.all("revive_cancelled", prefix=f"upstream failed: job {job_id} (%")
+            for row in revived:
+                # Another of its parents also failed: it stays cancelled, and so does what
+                # depends on it.
+                parent = self._failed_parent(tx, row["id"])
+                if parent is None:
+                    continue
+                error = f"{_upstream(parent['id'], parent['task'])} {parent['state']}"
+                if tx.one("cancel_job", id=row["id"], error=error, now_ns=now):
+                    self._settle(tx, row["id"], row["task"], CANCELLED, error)
             tx.execute("notify_jobs", queue="")
         self._wake()
         return True
@@ -284,7 +303,8 @@ class Jobs:
         if not isinstance(task, str) or not task:
             raise InvalidInput(f"task must be a non-empty name, got {task!r}")
         known = self.tasks.get(task)
-        queue = queue or (known.queue if known else DEFAULT_QUEUE)
+        if queue is None:  # an empty name is an error, not the default queue
+            queue = known.queue if known else DEFAULT_QUEUE
         priority = (known.priority if known else DEFAULT_PRIORITY) if priority is None else priority
         if max_attempts is None:
             max_attempts = known.max_attempts if known else DEFAULT_MAX_ATTEMPTS
@@ -315,6 +335,11 @@ class Jobs:
         """Insert one job and its edges; return its id (an existing one on a dedupe hit)."""
         parents = {}
         ids = [p for p, _ in spec.parents]
+        twice = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if twice:
+            raise InvalidInput(
+                f"job(s) {', '.join(map(str, twice))} listed more than once as a parent"
+            )
         if ids:
             parents = {r["id"]: r for r in tx.all("jobs_by_ids", ids=json.dumps(ids))}
             missing = sorted(set(ids) - set(parents))
@@ -362,10 +387,10 @@ class Jobs:
             tx.execute("notify_jobs", queue=spec.queue)
         return row["id"]
 
-    def _settle(self, tx: Tx, job_id: int, task: str, state: str) -> None:
+    def _settle(self, tx: Tx, job_id: int, task: str, state: str, error: str | None = None) -> None:
         """Job ``job_id`` became ``state``: release what waits on it, or, if it did not
         succeed, cancel what depends on it through 'cancel' edges, and so on down the graph."""
-        error = f"{_upstream(job_id, task)} {state}"
+        error = error or f"{_upstream(job_id, task)} {state}"
         pending = [(job_id, state == SUCCEEDED)]
         now = time.time_ns()
         while pending:
@@ -378,6 +403,15 @@ class Jobs:
                         tx.execute("notify_jobs", queue=released["queue"])
                 elif tx.one("cancel_job", id=child, error=error, now_ns=now):
                     pending.append((child, False))
+
+    def _failed_parent(self, tx: Tx, job_id: int) -> dict[str, Any] | None:
+        """A parent whose failure cancels job ``job_id`` (a 'cancel' edge), if there is one."""
+        for edge in tx.all("job_parents", id=job_id):
+            if edge["on_failure"] == "cancel":
+                parent = tx.one("get_job", id=edge["parent_id"])
+                if parent is not None and parent["state"] in FINAL - {SUCCEEDED}:
+                    return parent
+        return None
 
     def _require(self, tx: Tx, job_id: int) -> None:
         if tx.one("get_job", id=job_id) is None:
@@ -426,6 +460,7 @@ class Flow:
         if self.id is not None:
             raise InvalidInput(f"flow {self.id} is already submitted")
         options.setdefault("priority", self.priority)
+        _policy(on_parent_failure)  # checked even when there is no parent
         node = FlowNode(self, len(self.nodes), self._jobs._spec(task, args, **options))
         self.nodes.append(node)
         for parent in after:
@@ -476,7 +511,8 @@ class FlowNode:
 
 
 def _topological(nodes: list[FlowNode]) -> list[FlowNode]:
-    """Nodes with every parent before its children; a cycle is an error naming it."""
+    """Nodes with every parent before its children, otherwise in the order they were added
+    (so their ids, and their claim order, follow it); a cycle is an error naming it."""
     children: dict[int, list[FlowNode]] = {n.index: [] for n in nodes}
     blocking = {n.index: 0 for n in nodes}
     for node in nodes:
@@ -484,15 +520,15 @@ def _topological(nodes: list[FlowNode]) -> list[FlowNode]:
             if isinstance(parent, FlowNode):
                 children[parent.index].append(node)
                 blocking[node.index] += 1
-    ready = [n for n in nodes if blocking[n.index] == 0]
+    ready = [(n.index, n) for n in nodes if blocking[n.index] == 0]
     order = []
     while ready:
-        node = ready.pop()
+        _, node = heapq.heappop(ready)
         order.append(node)
         for child in children[node.index]:
             blocking[child.index] -= 1
             if blocking[child.index] == 0:
-                ready.append(child)
+                heapq.heappush(ready, (child.index, child))
     if len(order) < len(nodes):
         stuck = [f"{n.spec.task}#{n.index}" for n in nodes if blocking[n.index]]
         raise InvalidInput(f"the flow has a cycle among: {', '.join(stuck)}; nothing was submitted")

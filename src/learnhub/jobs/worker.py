@@ -64,9 +64,11 @@ class JobContext:
         on_failure: str = "cancel",
         **options: Any,
     ) -> Job:
-        """Create a job in this job's flow; every job in ``before`` (not started yet) waits
-        for it too. Both happen in one transaction: the fan-in that cannot miss a child."""
+        """Create a job in this job's flow (with this job's priority unless given); every
+        job in ``before`` (not started yet) waits for it too. Both happen in one
+        transaction: the fan-in that cannot miss a child."""
         jobs = self.hub.jobs
+        options.setdefault("priority", self.job.priority)
         spec = jobs._spec(task, args, **options)
         spec.parents = [(_job_id(p), "cancel") for p in after]
         joins = [_job_id(j) for j in before]

@@ -223,7 +223,7 @@ UPDATE jobs
 SET state = CASE WHEN waiting_on > 0 THEN 'waiting' ELSE 'queued' END, error = NULL,
     finished_ns = NULL
 WHERE state = 'cancelled' AND error LIKE %(prefix)s
-RETURNING id
+RETURNING id, task
 
 -- name: renew_leases
 UPDATE jobs SET lease_until_ns = %(lease_until_ns)s
