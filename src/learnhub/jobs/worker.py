@@ -168,20 +168,25 @@ class Worker:
         try:
             while True:
                 self._wakeup.clear()
-                self._record(self._collect())
+                outcomes = self._collect()
                 if time.monotonic() >= next_maintenance:
                     self._maintain()
                     next_maintenance = time.monotonic() + min(self.lease / 3, MAINTENANCE_S)
                 self._enforce_timeouts()
-                if self._stopping.is_set():
+                stopping = self._stopping.is_set()
+                free = self.concurrency - len(self._running)
+                # Claim in batches: once half the slots are free, or at once when idle.
+                batch = (
+                    not stopping and free and (not self._running or 2 * free >= self.concurrency)
+                )
+                claimed = self._exchange(outcomes, free if batch else 0)
+                for job in claimed:
+                    self._start(pool, job)
+                if stopping:
                     if not self._running:
                         break
                     self._wakeup.wait(jobs.poll_interval)
                     continue
-                free = self.concurrency - len(self._running)
-                claimed = self._claim(free) if free else []
-                for job in claimed:
-                    self._start(pool, job)
                 if claimed:
                     continue
                 pause = jobs.poll_interval
@@ -203,17 +208,27 @@ class Worker:
 
     # --- coordinator steps ----------------------------------------------------------------
 
-    def _claim(self, limit: int) -> list[Job]:
+    def _exchange(self, outcomes: list[_Outcome], claim: int) -> list[Job]:
+        """One transaction: record what ended, and claim up to ``claim`` jobs, best first."""
+        if not outcomes and not claim:
+            return []
         now = time.time_ns()
         with self.hub.store.transaction() as tx:
-            rows = tx.all(
-                "claim_jobs",
-                queues=None if self.queues is None else json.dumps(self.queues),
-                now_ns=now,
-                lease_until_ns=now + int(self.lease * 1e9),
-                worker_id=self.id,
-                limit=limit,
+            self._write(tx, outcomes, now)
+            rows = (
+                tx.all(
+                    "claim_jobs",
+                    queues=None if self.queues is None else json.dumps(self.queues),
+                    now_ns=now,
+                    lease_until_ns=now + int(self.lease * 1e9),
+                    worker_id=self.id,
+                    limit=claim,
+                )
+                if claim
+                else []
             )
+        if outcomes:
+            self.hub.jobs._wake()
         jobs = [job_from_row(r) for r in rows]
         return sorted(jobs, key=lambda j: (j.priority, j.flow_started_at, j.id))
 
@@ -273,38 +288,41 @@ class Worker:
             self._running.pop(job_id, None)
             outcomes.append(outcome)
 
+    def _claim(self, limit: int) -> list[Job]:
+        return self._exchange([], limit)
+
     def _record(self, outcomes: list[_Outcome]) -> None:
-        """Write what ended, all in one transaction."""
-        if not outcomes:
-            return
-        jobs = self.hub.jobs
-        now = time.time_ns()
-        with self.hub.store.transaction() as tx:
-            for o in outcomes:
-                if o.state == RETRY:
-                    tx.one(
-                        "requeue_job",
-                        id=o.job.id,
-                        worker_id=self.id,
-                        run_after_ns=now + int(o.delay * 1e9),
-                        error=o.error,
-                        traceback=o.traceback,
-                    )
-                    tx.execute("notify_jobs", queue=o.job.queue)
-                    continue
-                row = tx.one(
-                    "finish_job",
+        self._exchange(outcomes, 0)
+
+    def _write(self, tx: Any, outcomes: list[_Outcome], now: int) -> None:
+        """Retries one by one, every final outcome in one statement, then what waits on
+        the jobs that had children."""
+        finals = [
+            {
+                "id": o.job.id,
+                "state": o.state,
+                "result": o.result,
+                "error": o.error,
+                "traceback": o.traceback,
+            }
+            for o in outcomes
+            if o.state != RETRY
+        ]
+        for o in outcomes:
+            if o.state == RETRY:
+                tx.one(
+                    "requeue_job",
                     id=o.job.id,
                     worker_id=self.id,
-                    state=o.state,
-                    result=o.result,
+                    run_after_ns=now + int(o.delay * 1e9),
                     error=o.error,
                     traceback=o.traceback,
-                    now_ns=now,
                 )
-                if row is not None:  # None: the job was cancelled or taken from us
-                    jobs._settle(tx, o.job.id, o.job.task, o.state)
-        jobs._wake()
+                tx.execute("notify_jobs", queue=o.job.queue)
+        if finals:
+            # Jobs cancelled or taken from us meanwhile are not returned: not ours to settle.
+            done = tx.all("finish_jobs", outcomes=json.dumps(finals), worker_id=self.id, now_ns=now)
+            self.hub.jobs._settle_many(tx, [(r["id"], r["task"], r["state"]) for r in done])
 
     def _enforce_timeouts(self) -> None:
         """Fail jobs past their timeout now, and interrupt their threads."""

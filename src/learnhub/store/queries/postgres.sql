@@ -180,6 +180,21 @@ SET state = %(state)s, result = %(result)s, error = %(error)s, traceback = %(tra
 WHERE id = %(id)s AND state = 'running' AND worker_id = %(worker_id)s
 RETURNING id, task
 
+-- name: finish_jobs
+-- Records many outcomes at once, :outcomes being a JSON array of {id, state, result, error,
+-- traceback}; like finish_job, only jobs this worker still holds change.
+UPDATE jobs
+SET state = o.state, result = o.result, error = o.error, traceback = o.traceback,
+    finished_ns = %(now_ns)s, lease_until_ns = NULL
+FROM jsonb_to_recordset(CAST(%(outcomes)s AS jsonb))
+     AS o(id BIGINT, state TEXT, result TEXT, error TEXT, traceback TEXT)
+WHERE jobs.id = o.id AND jobs.state = 'running' AND jobs.worker_id = %(worker_id)s
+RETURNING jobs.id, jobs.task, jobs.state
+
+-- name: children_of_jobs
+SELECT parent_id, child_id, on_failure FROM job_edges
+WHERE parent_id IN (SELECT CAST(jsonb_array_elements_text(CAST(%(ids)s AS jsonb)) AS BIGINT))
+
 -- name: requeue_job
 -- A running job back to the queue after a failed attempt, to run again at :run_after_ns.
 UPDATE jobs

@@ -177,6 +177,22 @@ SET state = :state, result = :result, error = :error, traceback = :traceback,
 WHERE id = :id AND state = 'running' AND worker_id = :worker_id
 RETURNING id, task
 
+-- name: finish_jobs
+-- Records many outcomes at once, :outcomes being a JSON array of {id, state, result, error,
+-- traceback}; like finish_job, only jobs this worker still holds change.
+UPDATE jobs
+SET state = json_extract(o.value, '$.state'), result = json_extract(o.value, '$.result'),
+    error = json_extract(o.value, '$.error'), traceback = json_extract(o.value, '$.traceback'),
+    finished_ns = :now_ns, lease_until_ns = NULL
+FROM json_each(:outcomes) AS o
+WHERE jobs.id = json_extract(o.value, '$.id') AND jobs.state = 'running'
+  AND jobs.worker_id = :worker_id
+RETURNING id, task, state
+
+-- name: children_of_jobs
+SELECT parent_id, child_id, on_failure FROM job_edges
+WHERE parent_id IN (SELECT value FROM json_each(:ids))
+
 -- name: requeue_job
 -- A running job back to the queue after a failed attempt, to run again at :run_after_ns.
 UPDATE jobs
