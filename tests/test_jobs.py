@@ -1106,3 +1106,20 @@ def test_stats_list_and_prune(hub: learnhub.Hub) -> None:
     assert all(hub.jobs.get(j.id) is None for j in goods)
     assert len(hub.jobs.list()) == 4  # failed and unfinished jobs are kept
     assert hub.jobs.prune(1) == 0
+
+
+def test_enqueue_many_is_all_or_nothing(hub: learnhub.Hub) -> None:
+    @hub.task("double")
+    def double(ctx: Any, n: int) -> int:
+        return n * 2
+
+    jobs = hub.jobs.enqueue_many("double", [{"n": i} for i in range(50)], priority=7)
+    assert [j.args for j in jobs] == [{"n": i} for i in range(50)]
+    assert {j.state for j in jobs} == {"queued"} and {j.priority for j in jobs} == {7}
+    burst(hub)
+    assert [job(hub, j.id).result for j in jobs] == [i * 2 for i in range(50)]
+
+    with pytest.raises(InvalidInput, match="must be JSON"):
+        hub.jobs.enqueue_many("double", [{"n": 1}, {"n": {1, 2}}])
+    assert hub.jobs.enqueue_many("double", []) == []
+    assert sum(hub.jobs.stats()["default"].values()) == 50

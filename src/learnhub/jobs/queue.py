@@ -116,6 +116,37 @@ class Jobs:
         self._wake()
         return job
 
+    def enqueue_many(
+        self,
+        task: str,
+        args_list: Iterable[Mapping[str, Any] | None],
+        *,
+        after: Iterable[int | Job] = (),
+        on_parent_failure: str = "cancel",
+        **options: Any,
+    ) -> list[Job]:
+        """Add one job of ``task`` per args, in one transaction: all or none, and much faster
+        than a loop of ``enqueue``. Options as for ``enqueue``, the same for every job."""
+        policy = _policy(on_parent_failure)
+        parents = [(_job_id(p), policy) for p in after]
+        specs = []
+        for args in args_list:
+            spec = self._spec(task, args, **options)
+            spec.parents = list(parents)
+            specs.append(spec)
+        if not specs:
+            return []
+        now = time.time_ns()
+        with self._store.transaction() as tx:
+            ids = [
+                self._insert(tx, spec, f"{task}-{secrets.token_hex(4)}", now, notify=False)
+                for spec in specs
+            ]
+            rows = {r["id"]: r for r in tx.all("jobs_by_ids", ids=json.dumps(ids))}
+            tx.execute("notify_jobs", queue=specs[0].queue)
+        self._wake()
+        return [_job(rows[i]) for i in ids]
+
     def flow(self, name: str, priority: int | None = None) -> Flow:
         """Start building a flow: jobs that share a flow id and start time, submitted at once."""
         return Flow(self, name, priority)
@@ -331,8 +362,11 @@ class Jobs:
             _run_after_ns(run_after),
         )
 
-    def _insert(self, tx: Tx, spec: _Spec, flow_id: str, flow_started_ns: int) -> int:
-        """Insert one job and its edges; return its id (an existing one on a dedupe hit)."""
+    def _insert(
+        self, tx: Tx, spec: _Spec, flow_id: str, flow_started_ns: int, notify: bool = True
+    ) -> int:
+        """Insert one job and its edges; return its id (an existing one on a dedupe hit).
+        ``notify=False``: the caller notifies the queue once for many jobs."""
         parents = {}
         ids = [p for p, _ in spec.parents]
         twice = sorted(i for i, n in Counter(ids).items() if n > 1)
@@ -383,7 +417,7 @@ class Jobs:
             tx.execute(
                 "insert_edge", parent_id=parent_id, child_id=row["id"], on_failure=on_failure
             )
-        if state == QUEUED:
+        if state == QUEUED and notify:
             tx.execute("notify_jobs", queue=spec.queue)
         return row["id"]
 
