@@ -1123,3 +1123,14 @@ def test_enqueue_many_is_all_or_nothing(hub: learnhub.Hub) -> None:
         hub.jobs.enqueue_many("double", [{"n": 1}, {"n": {1, 2}}])
     assert hub.jobs.enqueue_many("double", []) == []
     assert sum(hub.jobs.stats()["default"].values()) == 50
+
+
+def test_workers_keep_the_builtin_prune_schedule(hub: learnhub.Hub) -> None:
+    hub.worker()
+    (prune,) = [s for s in hub.jobs.schedules() if s["name"] == "learnhub.prune"]
+    assert prune["queue"] == "learnhub" and prune["every_s"] == 3600
+    first_tick = prune["next_ns"]
+    hub.worker()  # every start keeps the schedule's next tick
+    assert [s["next_ns"] for s in hub.jobs.schedules() if s["name"] == "learnhub.prune"] == [
+        first_tick
+    ]
