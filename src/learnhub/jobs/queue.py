@@ -438,16 +438,6 @@ class Jobs:
                 elif tx.one("cancel_job", id=child, error=error, now_ns=now):
                     pending.append((child, False))
 
-    def _settle_many(self, tx: Tx, finished: list[tuple[int, str, str]]) -> None:
-        """``_settle`` for many (id, task, state), with one query to find which have children."""
-        if not finished:
-            return
-        edges = tx.all("children_of_jobs", ids=json.dumps([job_id for job_id, _, _ in finished]))
-        parents = {e["parent_id"] for e in edges}
-        for job_id, task, state in finished:
-            if job_id in parents:
-                self._settle(tx, job_id, task, state)
-
     def _failed_parent(self, tx: Tx, job_id: int) -> dict[str, Any] | None:
         """A parent whose failure cancels job ``job_id`` (a 'cancel' edge), if there is one."""
         for edge in tx.all("job_parents", id=job_id):

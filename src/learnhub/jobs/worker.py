@@ -322,7 +322,9 @@ class Worker:
         if finals:
             # Jobs cancelled or taken from us meanwhile are not returned: not ours to settle.
             done = tx.all("finish_jobs", outcomes=json.dumps(finals), worker_id=self.id, now_ns=now)
-            self.hub.jobs._settle_many(tx, [(r["id"], r["task"], r["state"]) for r in done])
+            for r in done:
+                if r["has_children"]:
+                    self.hub.jobs._settle(tx, r["id"], r["task"], r["state"])
 
     def _enforce_timeouts(self) -> None:
         """Fail jobs past their timeout now, and interrupt their threads."""

@@ -189,11 +189,8 @@ SET state = o.state, result = o.result, error = o.error, traceback = o.traceback
 FROM jsonb_to_recordset(CAST(%(outcomes)s AS jsonb))
      AS o(id BIGINT, state TEXT, result TEXT, error TEXT, traceback TEXT)
 WHERE jobs.id = o.id AND jobs.state = 'running' AND jobs.worker_id = %(worker_id)s
-RETURNING jobs.id, jobs.task, jobs.state
-
--- name: children_of_jobs
-SELECT parent_id, child_id, on_failure FROM job_edges
-WHERE parent_id IN (SELECT CAST(jsonb_array_elements_text(CAST(%(ids)s AS jsonb)) AS BIGINT))
+RETURNING jobs.id, jobs.task, jobs.state,
+          EXISTS (SELECT 1 FROM job_edges e WHERE e.parent_id = jobs.id) AS has_children
 
 -- name: requeue_job
 -- A running job back to the queue after a failed attempt, to run again at :run_after_ns.

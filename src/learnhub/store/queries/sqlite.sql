@@ -187,11 +187,8 @@ SET state = json_extract(o.value, '$.state'), result = json_extract(o.value, '$.
 FROM json_each(:outcomes) AS o
 WHERE jobs.id = json_extract(o.value, '$.id') AND jobs.state = 'running'
   AND jobs.worker_id = :worker_id
-RETURNING id, task, state
-
--- name: children_of_jobs
-SELECT parent_id, child_id, on_failure FROM job_edges
-WHERE parent_id IN (SELECT value FROM json_each(:ids))
+RETURNING id, task, state,
+          EXISTS (SELECT 1 FROM job_edges e WHERE e.parent_id = jobs.id) AS has_children
 
 -- name: requeue_job
 -- A running job back to the queue after a failed attempt, to run again at :run_after_ns.
