@@ -38,7 +38,8 @@ class JobsConfig:
     lease_seconds: float = 30.0
     """A running job's lease; a worker that stops renewing it loses the job to others."""
     poll_seconds: float = 0.05
-    """How often idle workers look for work that other processes enqueued (SQLite)."""
+    """How often idle workers look for work other processes enqueued (SQLite; PostgreSQL
+    notifies at once)."""
     retention_days: float = 7.0
     """Succeeded jobs older than this are pruned; failed ones are kept until deleted."""
 

@@ -32,6 +32,7 @@ DEFAULT_PRIORITY = 100
 DEFAULT_MAX_ATTEMPTS = 3
 EDGE_POLICIES = ("cancel", "ignore")
 MAX_BACKOFF_S = 600.0
+FALLBACK_POLL_S = 1.0
 
 
 class WaitTimeout(LearnhubError, TimeoutError):
@@ -74,7 +75,8 @@ class _Spec:
 class Jobs:
     def __init__(self, store: Store, poll_interval: float = 0.05) -> None:
         self._store = store
-        self.poll_interval = poll_interval
+        # With notifications, polling only backs them up (e.g. while the listener reconnects).
+        self.poll_interval = FALLBACK_POLL_S if store.notifies else poll_interval
         self.tasks: dict[str, TaskDef] = {}
         # Workers and waiters of this process are woken at once by a change; other
         # processes poll, or on PostgreSQL hear a NOTIFY.

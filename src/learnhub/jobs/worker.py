@@ -108,7 +108,7 @@ class JobContext:
 @dataclass
 class _Running:
     job: Job
-    deadline: float | None  # time.monotonic() past which the job has timed out
+    deadline: float | None = None  # time.monotonic() past which the job has timed out
     thread_id: int | None = None  # set while the task function may be interrupted
     timed_out: bool = False
 
@@ -242,8 +242,7 @@ class Worker:
             )
             self._record([_Outcome(job, FAILED, error=error)])
             return
-        timeout = job.timeout
-        running = _Running(job, None if timeout is None else time.monotonic() + timeout)
+        running = _Running(job)
         self._running[job.id] = running
         pool.submit(self._execute, running, task.fn, task.backoff)
 
@@ -255,6 +254,8 @@ class Worker:
             try:
                 with self._lock:
                     running.thread_id = threading.get_ident()
+                    if job.timeout is not None:  # the clock starts now, not at the claim
+                        running.deadline = time.monotonic() + job.timeout
                 result = fn(ctx, **job.args)
             finally:
                 with self._lock:
@@ -322,6 +323,7 @@ class Worker:
         if finals:
             # Jobs cancelled or taken from us meanwhile are not returned: not ours to settle.
             done = tx.all("finish_jobs", outcomes=json.dumps(finals), worker_id=self.id, now_ns=now)
+            tx.execute("notify_jobs", queue="")  # for waiters in other processes
             for r in done:
                 if r["has_children"]:
                     self.hub.jobs._settle(tx, r["id"], r["task"], r["state"])
@@ -362,13 +364,8 @@ class Worker:
 
     def _recover(self, tx: Any, job: Job, worker_id: str, now: int) -> None:
         jobs = self.hub.jobs
-        started = job.started_at.timestamp() if job.started_at else 0.0
-        if job.timeout is not None and started + job.timeout < now / 1e9:
-            error, retry = f"timed out after {job.timeout:g}s", False
-        else:
-            error = f"lease expired: worker {worker_id} stopped renewing it (did it die?)"
-            retry = job.attempts < job.max_attempts
-        if retry:
+        error = f"lease expired: worker {worker_id} stopped renewing it (did it die?)"
+        if job.attempts < job.max_attempts:
             task = jobs.tasks.get(job.task)
             delay = task.backoff(job.attempts) if task else 1.0
             tx.one(

@@ -42,6 +42,7 @@ class Connector(Protocol):
     """What a backend provides: transactions on its own connections, and a way to close them."""
 
     dialect: str
+    notifies: bool  # whether listen() hears other processes' changes
 
     def transaction(self, readonly: bool = False) -> AbstractContextManager[Tx]: ...
 
@@ -58,6 +59,11 @@ class Store:
     def __init__(self, connector: Connector, url: str) -> None:
         self.connector = connector
         self.url = url
+
+    @property
+    def notifies(self) -> bool:
+        """Whether ``listen`` hears other processes' changes (else they must be polled)."""
+        return self.connector.notifies
 
     @property
     def dialect(self) -> str:

@@ -23,6 +23,7 @@ CONNECT_TIMEOUT_S = 10.0
 
 class PostgresConnector:
     dialect = "postgres"
+    notifies = True
 
     def __init__(self, url: str, max_size: int = 10) -> None:
         self._url = url

@@ -17,6 +17,7 @@ BUSY_TIMEOUT_MS = 30_000
 
 class SQLiteConnector:
     dialect = "sqlite"
+    notifies = False
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -245,11 +245,11 @@ WHERE id = :id AND worker_id = :worker_id AND state = 'running'
 RETURNING id
 
 -- name: lost_jobs
--- Running jobs whose worker stopped renewing the lease, or that ran past their timeout.
+-- Running jobs whose worker stopped renewing the lease: it died. (A live worker enforces
+-- timeouts itself, from the moment a job really starts.)
 SELECT id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns FROM jobs
 WHERE state = 'running'
-  AND (lease_until_ns < :now_ns
-       OR (timeout_s IS NOT NULL AND started_ns + timeout_s * 1000000000 < :now_ns))
+  AND lease_until_ns < :now_ns
 
 -- name: prune_jobs
 DELETE FROM jobs WHERE state = 'succeeded' AND finished_ns < :before_ns

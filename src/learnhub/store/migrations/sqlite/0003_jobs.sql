@@ -30,7 +30,8 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_claim ON jobs (priority, flow_started_ns, id) WHERE state = 'queued';
 CREATE INDEX jobs_running ON jobs (worker_id) WHERE state = 'running';
 CREATE INDEX jobs_flow ON jobs (flow_id);
-CREATE INDEX jobs_finished ON jobs (state, finished_ns);
+-- For pruning; not led by state, so that claims keep to jobs_claim.
+CREATE INDEX jobs_finished ON jobs (finished_ns) WHERE state = 'succeeded';
 -- One live job per dedupe key; a finished one frees the key.
 CREATE UNIQUE INDEX jobs_dedupe ON jobs (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND state IN ('waiting', 'queued', 'running');
