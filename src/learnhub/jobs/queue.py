@@ -140,14 +140,21 @@ class Jobs:
             return []
         now = time.time_ns()
         with self._store.transaction() as tx:
-            ids = [
-                self._insert(tx, spec, f"{task}-{secrets.token_hex(4)}", now, notify=False)
-                for spec in specs
-            ]
-            rows = {r["id"]: r for r in tx.all("jobs_by_ids", ids=json.dumps(ids))}
+            if parents or specs[0].dedupe_key is not None:
+                ids = [
+                    self._insert(tx, spec, f"{task}-{secrets.token_hex(4)}", now, notify=False)
+                    for spec in specs
+                ]
+                found = {r["id"]: r for r in tx.all("jobs_by_ids", ids=json.dumps(ids))}
+                rows = [found[i] for i in ids]
+            else:  # the common case, in one statement
+                rows = sorted(
+                    tx.all("insert_jobs", jobs=_json_rows(specs, task), now_ns=now),
+                    key=lambda r: r["id"],
+                )
             tx.execute("notify_jobs", queue=specs[0].queue)
         self._wake()
-        return [_job(rows[i]) for i in ids]
+        return [_job(r) for r in rows]
 
     def flow(self, name: str, priority: int | None = None) -> Flow:
         """Start building a flow: jobs that share a flow id and start time, submitted at once."""
@@ -569,6 +576,25 @@ def _topological(nodes: list[FlowNode]) -> list[FlowNode]:
         stuck = [f"{n.spec.task}#{n.index}" for n in nodes if blocking[n.index]]
         raise InvalidInput(f"the flow has a cycle among: {', '.join(stuck)}; nothing was submitted")
     return order
+
+
+def _json_rows(specs: list[_Spec], task: str) -> str:
+    return json.dumps(
+        [
+            {
+                "i": i,
+                "queue": s.queue,
+                "task": s.task,
+                "args": s.args,
+                "priority": s.priority,
+                "flow_id": f"{task}-{secrets.token_hex(4)}",
+                "max_attempts": s.max_attempts,
+                "run_after_ns": s.run_after_ns,
+                "timeout_s": s.timeout,
+            }
+            for i, s in enumerate(specs)
+        ]
+    )
 
 
 def _upstream(job_id: int, task: str) -> str:

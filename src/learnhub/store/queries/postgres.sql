@@ -114,6 +114,20 @@ VALUES (%(queue)s, %(task)s, %(args)s, %(priority)s, %(flow_id)s, %(flow_started
 ON CONFLICT DO NOTHING
 RETURNING id
 
+-- name: insert_jobs
+-- Many queued jobs without parents or dedupe keys in one statement: :jobs is a JSON array
+-- of {i, queue, task, args, priority, flow_id, max_attempts, run_after_ns, timeout_s},
+-- inserted in the order of i.
+INSERT INTO jobs (queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on,
+                  max_attempts, run_after_ns, timeout_s, created_ns)
+SELECT j.queue, j.task, j.args, j.priority, j.flow_id, %(now_ns)s, 'queued', 0,
+       j.max_attempts, j.run_after_ns, j.timeout_s, %(now_ns)s
+FROM jsonb_to_recordset(CAST(%(jobs)s AS jsonb))
+     AS j(i INTEGER, queue TEXT, task TEXT, args TEXT, priority INTEGER, flow_id TEXT,
+          max_attempts INTEGER, run_after_ns BIGINT, timeout_s DOUBLE PRECISION)
+ORDER BY j.i
+RETURNING id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns
+
 -- name: live_job_by_dedupe_key
 SELECT id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns FROM jobs
 WHERE dedupe_key = %(dedupe_key)s AND state IN ('waiting', 'queued', 'running')

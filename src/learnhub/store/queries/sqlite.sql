@@ -112,6 +112,21 @@ VALUES (:queue, :task, :args, :priority, :flow_id, :flow_started_ns,
 ON CONFLICT DO NOTHING
 RETURNING id
 
+-- name: insert_jobs
+-- Many queued jobs without parents or dedupe keys in one statement: :jobs is a JSON array
+-- of {i, queue, task, args, priority, flow_id, max_attempts, run_after_ns, timeout_s},
+-- inserted in the order of i.
+INSERT INTO jobs (queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on,
+                  max_attempts, run_after_ns, timeout_s, created_ns)
+SELECT json_extract(value, '$.queue'), json_extract(value, '$.task'),
+       json_extract(value, '$.args'), json_extract(value, '$.priority'),
+       json_extract(value, '$.flow_id'), :now_ns, 'queued', 0,
+       json_extract(value, '$.max_attempts'), json_extract(value, '$.run_after_ns'),
+       json_extract(value, '$.timeout_s'), :now_ns
+FROM json_each(:jobs)
+ORDER BY json_extract(value, '$.i')
+RETURNING id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns
+
 -- name: live_job_by_dedupe_key
 SELECT id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns FROM jobs
 WHERE dedupe_key = :dedupe_key AND state IN ('waiting', 'queued', 'running')
