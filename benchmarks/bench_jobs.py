@@ -10,7 +10,7 @@ N in --workers (1, 4, 16), every system in a fresh database:
                Queries.enqueue(lists)
     process    start one worker allowed N jobs at once, in this process, in its drain
                mode, and time it until it returns with every job done: learnhub
-               Worker(hub, concurrency=N, burst=True).run(); procrastinate
+               Worker(hub, concurrency=N, prefetch=N, burst=True).run(); procrastinate
                run_worker_async(concurrency=N, wait=False); pgqueuer
                QueueManager.run(mode=drain, batch_size=N)
     total      n / (enqueue seconds + process seconds)
@@ -296,7 +296,7 @@ class Learnhub(System):
                 for size in chunks(n, batch):
                     hub.jobs.enqueue_many(TASK, [{}] * size)
                 t1 = time.perf_counter()
-                Worker(hub, concurrency=concurrency, burst=True).run()
+                Worker(hub, concurrency=concurrency, burst=True, prefetch=concurrency).run()
                 t2 = time.perf_counter()
                 done = sum(q["succeeded"] for q in hub.jobs.stats().values())
         finally:
@@ -880,8 +880,9 @@ def print_tables(
         title=f"Job throughput: {meta['n']:,} no-op jobs, enqueue + claim + complete",
         caption=(
             "N = one worker, in the benchmark's process, allowed N jobs at once: learnhub "
-            "Worker(concurrency=N, burst=True), N threads fed by one coordinator that claims "
-            "up to the free slots per transaction; procrastinate run_worker_async("
+            "Worker(concurrency=N, prefetch=N, burst=True), N threads fed by one coordinator "
+            "that claims up to N more jobs than it runs, per transaction (like pgqueuer's "
+            "batch); procrastinate run_worker_async("
             "concurrency=N, wait=False), pool max(4, N+2); pgqueuer QueueManager.run("
             "mode=drain, batch_size=N) (its hard caps, max_concurrent_tasks and "
             "concurrency_limit, cost it 2-3x). most running: the most task bodies seen "

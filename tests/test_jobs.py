@@ -1134,3 +1134,28 @@ def test_workers_keep_the_builtin_prune_schedule(hub: learnhub.Hub) -> None:
     assert [s["next_ns"] for s in hub.jobs.schedules() if s["name"] == "learnhub.prune"] == [
         first_tick
     ]
+
+
+def test_prefetch_claims_ahead_but_runs_at_most_concurrency_at_once(hub: learnhub.Hub) -> None:
+    lock = threading.Lock()
+    running = [0]
+    most = [0]
+
+    @hub.task("count")
+    def count(ctx: Any, n: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        x = 0
+        for i in range(20_000):  # long enough for the threads to overlap
+            x += i
+        with lock:
+            running[0] -= 1
+        return n
+
+    jobs = hub.jobs.enqueue_many("count", [{"n": i} for i in range(60)])
+    hub.run_worker(concurrency=2, prefetch=4, burst=True)
+    assert [job(hub, j.id).result for j in jobs] == list(range(60))
+    assert 1 <= most[0] <= 2
+    with pytest.raises(InvalidInput, match="prefetch"):
+        hub.worker(prefetch=-1)

@@ -60,19 +60,28 @@ class Hub:
         return register
 
     def worker(
-        self, queues: Iterable[str] | None = None, concurrency: int = 4, burst: bool = False
+        self,
+        queues: Iterable[str] | None = None,
+        concurrency: int = 4,
+        burst: bool = False,
+        prefetch: int = 0,
     ) -> Worker:
         """A worker for this hub's jobs (``worker.run()`` in a thread of your own); also
         keeps the built-in schedules, such as pruning succeeded jobs."""
         self.jobs.every(PRUNE_TASK, seconds=3600, args={"days": self.config.jobs.retention_days})
-        return Worker(self, queues, concurrency, burst, lease=self.config.jobs.lease_seconds)
+        return Worker(self, queues, concurrency, burst, self.config.jobs.lease_seconds, prefetch)
 
     def run_worker(
-        self, queues: Iterable[str] | None = None, concurrency: int = 4, burst: bool = False
+        self,
+        queues: Iterable[str] | None = None,
+        concurrency: int = 4,
+        burst: bool = False,
+        prefetch: int = 0,
     ) -> None:
         """Run jobs in this thread until Ctrl-C/SIGTERM (or, with ``burst``, until none is
-        left)."""
-        run_worker(self.worker(queues, concurrency, burst))
+        left). ``prefetch``: jobs claimed ahead of free threads (faster for short jobs,
+        priority order then holds only beyond them)."""
+        run_worker(self.worker(queues, concurrency, burst, prefetch))
 
     def close(self) -> None:
         self.store.close()
