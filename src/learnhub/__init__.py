@@ -13,6 +13,7 @@ from learnhub.errors import (
     StoreError,
 )
 from learnhub.hub import Hub, open
+from learnhub.jobs import Job, JobContext, PermanentError, Retry, WaitTimeout
 from learnhub.learning import Artifact, ArtifactVersion
 
 __all__ = [
@@ -24,10 +25,15 @@ __all__ = [
     "ConfigError",
     "Hub",
     "InvalidInput",
+    "Job",
+    "JobContext",
     "LearnhubError",
+    "PermanentError",
+    "Retry",
     "SchemaTooNew",
     "ServerError",
     "StoreError",
+    "WaitTimeout",
     "__version__",
     "connect",
     "open",
