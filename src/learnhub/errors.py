@@ -27,3 +27,7 @@ class ServerError(LearnhubError):
 
 class AlreadyRunning(ServerError):
     """Another hub is already serving on the requested socket."""
+
+
+class WaitTimeout(LearnhubError, TimeoutError):
+    """``hub.jobs.wait`` gave up before the job finished."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from cronsim import CronSim, CronSimError
 
-from learnhub.errors import InvalidInput, LearnhubError
+from learnhub.errors import InvalidInput, WaitTimeout
 from learnhub.jobs.model import CANCELLED, FINAL, QUEUED, STATES, SUCCEEDED, WAITING, Job
 from learnhub.jobs.model import job_from_row as _job
 from learnhub.store import Store, Tx
@@ -33,10 +33,6 @@ DEFAULT_MAX_ATTEMPTS = 3
 EDGE_POLICIES = ("cancel", "ignore")
 MAX_BACKOFF_S = 600.0
 FALLBACK_POLL_S = 1.0
-
-
-class WaitTimeout(LearnhubError, TimeoutError):
-    """``jobs.wait`` gave up before the job finished."""
 
 
 @dataclass(frozen=True)
