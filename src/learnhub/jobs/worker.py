@@ -169,6 +169,8 @@ class Worker:
         log.info(
             "worker %s: queues %s, concurrency %d", self.id, self.queues or "all", self.concurrency
         )
+        with self.hub.store.transaction() as tx:
+            tx.execute("refresh_job_stats")
         next_maintenance = 0.0
         abandon = False
         try:

@@ -164,6 +164,12 @@ SELECT e.parent_id, e.on_failure FROM job_edges e WHERE e.child_id = %(id)s
 -- name: job_stats
 SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state
 
+-- name: refresh_job_stats
+-- Fresh statistics before a worker starts claiming: on a table that was just created or
+-- bulk-loaded, PostgreSQL would otherwise sort the whole backlog at every claim instead of
+-- walking jobs_claim in order.
+ANALYZE jobs
+
 -- name: claim_jobs
 -- Takes up to :limit runnable jobs, best first, for one worker. On PostgreSQL, SKIP LOCKED
 -- lets concurrent workers take different jobs instead of queueing behind each other.

@@ -163,6 +163,10 @@ SELECT e.parent_id, e.on_failure FROM job_edges e WHERE e.child_id = :id
 -- name: job_stats
 SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state
 
+-- name: refresh_job_stats
+-- SQLite plans the claim from its partial index without statistics.
+SELECT 1
+
 -- name: claim_jobs
 -- Takes up to :limit runnable jobs, best first, for one worker. On PostgreSQL, SKIP LOCKED
 -- lets concurrent workers take different jobs instead of queueing behind each other.

@@ -28,6 +28,8 @@ CREATE TABLE jobs (
 );
 
 CREATE INDEX jobs_claim ON jobs (priority, flow_started_ns, id) WHERE state = 'queued';
+-- A queue churns: keep its statistics and dead rows in check well before the defaults would.
+ALTER TABLE jobs SET (autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_scale_factor = 0.05);
 CREATE INDEX jobs_running ON jobs (worker_id) WHERE state = 'running';
 CREATE INDEX jobs_flow ON jobs (flow_id);
 -- For pruning; not led by state, so that claims keep to jobs_claim.
