@@ -468,10 +468,12 @@ class Jobs:
         with self._lock:
             self._subscribers.discard(event)
 
-    def _wake(self) -> None:
+    def _wake(self, skip: threading.Event | None = None) -> None:
+        """Wake every subscriber but ``skip`` (a worker need not wake itself)."""
         with self._lock:
             for event in self._subscribers:
-                event.set()
+                if event is not skip:
+                    event.set()
 
 
 class Flow:

@@ -235,7 +235,7 @@ class Worker:
                 else []
             )
         if outcomes:
-            self.hub.jobs._wake()
+            self.hub.jobs._wake(skip=self._wakeup)
         jobs = [job_from_row(r) for r in rows]
         return sorted(jobs, key=lambda j: (j.priority, j.flow_started_at, j.id))
 
