@@ -3,26 +3,36 @@
 from learnhub.__about__ import __version__
 from learnhub.client import Client, connect
 from learnhub.config import Config
+from learnhub.ai import AI, DagBuilder
 from learnhub.errors import (
+    AIError,
+    AITimeout,
     AlreadyRunning,
+    BackendUnavailable,
     ConfigError,
     InvalidInput,
     LearnhubError,
     SchemaTooNew,
     ServerError,
     StoreError,
+    WrongType,
 )
 from learnhub.hub import Hub, open
 from learnhub.jobs import Job, JobContext, PermanentError, Retry, WaitTimeout
 from learnhub.learning import Artifact, ArtifactVersion
 
 __all__ = [
+    "AI",
+    "AIError",
+    "AITimeout",
     "AlreadyRunning",
     "Artifact",
     "ArtifactVersion",
+    "BackendUnavailable",
     "Client",
     "Config",
     "ConfigError",
+    "DagBuilder",
     "Hub",
     "InvalidInput",
     "Job",
@@ -34,6 +44,7 @@ __all__ = [
     "ServerError",
     "StoreError",
     "WaitTimeout",
+    "WrongType",
     "__version__",
     "connect",
     "open",

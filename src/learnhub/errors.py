@@ -31,3 +31,22 @@ class AlreadyRunning(ServerError):
 
 class WaitTimeout(LearnhubError, TimeoutError):
     """``hub.jobs.wait`` gave up before the job finished."""
+
+
+class AIError(InvalidInput):
+    """A tensor, model, script or DAG request failed; the text is RedisAI's, without "ERR "."""
+
+
+class BackendUnavailable(AIError):
+    """The model or script needs a backend (onnxruntime, torch) this hub does not have."""
+
+
+class AITimeout(AIError):
+    """A model, script or DAG run went past its TIMEOUT; RedisAI clients see ``TIMEDOUT``."""
+
+
+class WrongType(AIError):
+    """The key holds another kind of value (a model where a tensor was expected ...)."""
+
+    def __init__(self, message: str = "Operation against a key holding the wrong kind of value"):
+        super().__init__(message)

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 from learnhub import config as config_module
+from learnhub.ai.engine import AI, DAG_TASK
 from learnhub.config import Config
 from learnhub.jobs.queue import (
     DEFAULT_MAX_ATTEMPTS,
@@ -26,7 +27,8 @@ BUILTIN_QUEUE = "learnhub"
 
 
 class Hub:
-    """One hub per machine: ``hub.learning`` and, as they land, the other parts."""
+    """One hub per machine: ``hub.learning``, ``hub.jobs``, ``hub.ai`` and, as they land, the
+    other parts."""
 
     def __init__(self, store: Store, config: Config) -> None:
         self.store = store
@@ -35,6 +37,8 @@ class Hub:
         self.learning = Learning(store, self.node_id)
         self.jobs = Jobs(store, poll_interval=config.jobs.poll_seconds)
         self.jobs.register(TaskDef(PRUNE_TASK, _prune, queue=BUILTIN_QUEUE, max_attempts=1))
+        self.ai = AI(store, self.jobs, BUILTIN_QUEUE)
+        self.jobs.register(TaskDef(DAG_TASK, self.ai.run_job, queue=BUILTIN_QUEUE, max_attempts=1))
 
     def task(
         self,
@@ -84,6 +88,7 @@ class Hub:
         run_worker(self.worker(queues, concurrency, burst, prefetch))
 
     def close(self) -> None:
+        self.ai.close()
         self.store.close()
 
     def __enter__(self) -> Hub:

@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from learnhub.errors import AlreadyRunning, LearnhubError, ServerError
+from learnhub.server import ai as _ai  # noqa: F401 (registers the AI.* commands)
+from learnhub.server import keyspace as _keyspace  # noqa: F401 (DEL, KEYS, SUBSCRIBE ...)
 from learnhub.server.commands import (
     Command,
     CommandError,
     Context,
+    Replies,
     ServerInfo,
     Session,
     resolve,
@@ -56,7 +59,7 @@ class Server:
         socket_path: Path,
         listen: str | None = None,
         token: str | None = None,
-        workers: int = 8,
+        workers: int = 32,
     ) -> None:
         self.check_listen(listen, token)
         self.hub = hub
@@ -114,6 +117,7 @@ class Server:
         where = f"unix:{self.socket_path}" + (
             f" and tcp:{self.info.tcp_address}" if self.tcp else ""
         )
+        self.hub.ai.keyspace.subscribe(self.info.pubsub.key_event)
         log.info("learnhub node %s serving %r on %s", self.hub.node_id, self.hub.store, where)
         self.ready.set()
 
@@ -149,6 +153,8 @@ class Server:
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
         self._executor.shutdown(wait=True)
+        with contextlib.suppress(ValueError):  # never subscribed: start() failed
+            self.hub.ai.keyspace.unsubscribe(self.info.pubsub.key_event)
         log.info("learnhub stopped")
 
     async def _close_listeners(self) -> None:
@@ -212,6 +218,13 @@ class Server:
         self._connections.add(conn)
         self.info.clients += 1
         session = Session(id=next(self._ids), tcp=tcp, authenticated=not tcp)
+        assert self._loop is not None
+        loop = self._loop
+
+        def send(data: bytes) -> None:  # pub/sub messages, from any thread
+            loop.call_soon_threadsafe(lambda: None if conn.closing else writer.write(data))
+
+        session.send = send
         parser = RequestParser()
         try:
             while not conn.closing:
@@ -234,6 +247,10 @@ class Server:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            conn.closing = True
+            session.channels.clear()
+            session.patterns.clear()
+            self.info.pubsub.update(session)
             self._connections.discard(conn)
             self.info.clients -= 1
             writer.close()
@@ -268,7 +285,11 @@ class Server:
                     self._call(session, cmd, commands[i][1:]) if isinstance(cmd, Command) else cmd
                 ]
                 i += 1
-            replies += [encode_reply(r, session.resp3) for r in results]
+            for r in results:
+                if isinstance(r, Replies):
+                    replies += [encode_reply(one, session.resp3) for one in r]
+                else:
+                    replies.append(encode_reply(r, session.resp3))
         return replies
 
     def _resolve(self, session: Session, argv: list[bytes]) -> Command | ErrorReply:

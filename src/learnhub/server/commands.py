@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from learnhub.__about__ import __version__
 from learnhub.learning.artifacts import Artifact, attr_text
+from learnhub.server.pubsub import PubSub
 from learnhub.server.resp import Map, SimpleString
 
 if TYPE_CHECKING:
@@ -29,6 +30,10 @@ class CommandError(Exception):
     """Becomes an error reply; the text starts with its Redis error code (ERR, NOAUTH, ...)."""
 
 
+class Replies(list[Any]):
+    """Several replies to one command, sent one after the other (SUBSCRIBE a b: one each)."""
+
+
 @dataclass
 class Session:
     """One client connection's state."""
@@ -40,6 +45,10 @@ class Session:
     name: str | None = None
     lib: dict[str, str] = field(default_factory=dict)
     quit: bool = False
+    # Pub/sub: what this connection listens to, and how to push a message to it from any thread.
+    channels: set[str] = field(default_factory=set)
+    patterns: set[str] = field(default_factory=set)
+    send: Callable[[bytes], None] | None = None
 
 
 @dataclass
@@ -53,6 +62,7 @@ class ServerInfo:
     started: float = field(default_factory=time.time)
     clients: int = 0
     commands_processed: int = 0
+    pubsub: PubSub = field(default_factory=lambda: PubSub())
 
 
 @dataclass

@@ -44,7 +44,9 @@ class Connector(Protocol):
     dialect: str
     notifies: bool  # whether listen() hears other processes' changes
 
-    def transaction(self, readonly: bool = False) -> AbstractContextManager[Tx]: ...
+    def transaction(
+        self, readonly: bool = False, synced: bool = True
+    ) -> AbstractContextManager[Tx]: ...
 
     def run_script(self, tx: Tx, sql: str) -> None: ...
 
@@ -69,12 +71,17 @@ class Store:
     def dialect(self) -> str:
         return self.connector.dialect
 
-    def transaction(self, readonly: bool = False) -> AbstractContextManager[Tx]:
+    def transaction(
+        self, readonly: bool = False, synced: bool = True
+    ) -> AbstractContextManager[Tx]:
         """A transaction that commits on success and rolls back on any exception.
 
         ``readonly`` lets SQLite readers run beside a writer instead of queueing behind it.
+        ``synced=False`` acknowledges the commit before it reaches the disk: it survives a
+        crash of this process (kill -9) but not the machine losing power (Redis's trade-off
+        for its keyspace; used for tensors, which are written at inference rates).
         """
-        return self.connector.transaction(readonly)
+        return self.connector.transaction(readonly, synced)
 
     def listen(self, channel: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` when another process notifies ``channel`` (PostgreSQL only;

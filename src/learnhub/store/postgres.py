@@ -46,9 +46,12 @@ class PostgresConnector:
             ) from exc
 
     @contextmanager
-    def transaction(self, readonly: bool = False) -> Iterator[Tx]:
+    def transaction(self, readonly: bool = False, synced: bool = True) -> Iterator[Tx]:
         # The pool commits when the block ends normally and rolls back on an exception.
         with self._pool.connection() as conn:
+            # Unsynced: acknowledged before the WAL flush; a crash of our process loses nothing.
+            if not synced:
+                conn.execute("SET LOCAL synchronous_commit = off")
             yield Tx(conn, self.dialect)
 
     def run_script(self, tx: Tx, sql: str) -> None:

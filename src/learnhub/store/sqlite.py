@@ -46,16 +46,22 @@ class SQLiteConnector:
         return conn
 
     @contextmanager
-    def transaction(self, readonly: bool = False) -> Iterator[Tx]:
+    def transaction(self, readonly: bool = False, synced: bool = True) -> Iterator[Tx]:
         conn = self._connect()
-        # IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade.
-        conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        if not synced:  # in WAL mode, NORMAL leaves the commit in the OS's cache: kill -9 keeps it
+            conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            yield Tx(conn, self.dialect)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            # IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade.
+            conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+            try:
+                yield Tx(conn, self.dialect)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if not synced:
+                conn.execute("PRAGMA synchronous = FULL")
 
     def run_script(self, tx: Tx, sql: str) -> None:
         statement = ""

@@ -304,3 +304,31 @@ RETURNING name
 
 -- name: list_schedules
 SELECT name, task, args, queue, priority, every_s, cron, next_ns FROM schedules ORDER BY name
+
+-- ai keyspace ------------------------------------------------------------------------------
+
+-- name: ai_get
+SELECT key, type, meta, blob, updated_ns FROM ai_keys WHERE key = %(key)s
+
+-- name: ai_get_many
+-- Tensors with their bytes, models and scripts without (the caller caches them by updated_ns).
+SELECT key, type, meta, CASE WHEN type = 'tensor' THEN blob END AS blob, updated_ns
+FROM ai_keys WHERE key = ANY(SELECT jsonb_array_elements_text(CAST(%(keys)s AS jsonb)))
+
+-- name: ai_put
+INSERT INTO ai_keys (key, type, meta, blob, updated_ns)
+VALUES (%(key)s, %(type)s, %(meta)s, %(blob)s, %(updated_ns)s)
+ON CONFLICT (key) DO UPDATE
+SET type = excluded.type, meta = excluded.meta, blob = excluded.blob, updated_ns = excluded.updated_ns
+
+-- name: ai_delete
+DELETE FROM ai_keys WHERE key = %(key)s
+
+-- name: ai_delete_typed
+DELETE FROM ai_keys WHERE key = %(key)s AND type = %(type)s
+
+-- name: ai_keys
+SELECT key, type, meta FROM ai_keys WHERE (CAST(%(type)s AS TEXT) IS NULL OR type = %(type)s) ORDER BY key
+
+-- name: ai_flush
+DELETE FROM ai_keys

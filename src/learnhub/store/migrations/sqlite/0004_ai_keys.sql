@@ -1,0 +1,9 @@
+-- The ai part's keyspace: tensors, models and scripts by key, as RedisAI keeps them.
+-- meta is JSON (dtype and shape; backend, device, tag, batching; entry points); blob the bytes.
+CREATE TABLE ai_keys (
+    key        TEXT PRIMARY KEY,
+    type       TEXT NOT NULL CHECK (type IN ('tensor', 'model', 'script')),
+    meta       TEXT NOT NULL,
+    blob       BLOB NOT NULL,
+    updated_ns INTEGER NOT NULL
+);
