@@ -2,7 +2,8 @@
 
 A hub is served in-process on a UNIX socket (learnhub.server.app.serving) and reached with real
 clients: redis-py (RESP2 or RESP3, retries off so a dropped connection is seen, not hidden) and
-redis-cli. Load it with ``pytest_plugins = ["ai_fixtures"]``.
+redis-cli. A test module uses a fixture by binding it to a module-level name
+(``ai_server = ai_fixtures.ai_server``).
 """
 
 from __future__ import annotations
@@ -88,9 +89,10 @@ def ai_server(hub: learnhub.Hub, sock_dir: Path) -> Iterator[AIServer]:
 @pytest.fixture
 def sqlite_server(tmp_path: Path, sock_dir: Path) -> Iterator[AIServer]:
     """A served hub on SQLite only: for tests whose subject is not the store."""
-    with learnhub.open(f"sqlite:///{tmp_path / 'ai.db'}") as hub, served(
-        hub, sock_dir / "hub.sock"
-    ) as server:
+    with (
+        learnhub.open(f"sqlite:///{tmp_path / 'ai.db'}") as hub,
+        served(hub, sock_dir / "hub.sock") as server,
+    ):
         yield server
 
 

@@ -154,7 +154,8 @@ def test_blob_size_mismatch(dtype: str, shape: list[int], blob: object) -> None:
 
 
 @pytest.mark.parametrize(
-    "blob", [b"single c-string\0", b"one\0two\0three\0", b"C-string\0followed by a non C-string", b""]
+    "blob",
+    [b"single c-string\0", b"one\0two\0three\0", b"C-string\0followed by a non C-string", b""],
 )
 def test_string_blob_element_count_mismatch(blob: bytes) -> None:
     with pytest.raises(AIError, match="^Number of string elements in data blob does not match"):
@@ -335,10 +336,9 @@ NUMERIC = [d for name, d in DTYPES.items() if name != "STRING"]
 def test_random_numeric_tensors_round_trip(arr: np.ndarray) -> None:
     name, shape = dtype_name(arr), list(arr.shape)
     assert np.array_equal(make_tensor(name, shape, blob=to_blob(arr)), arr, equal_nan=True)
-    back = make_tensor(name, shape, values=resp_tokens(to_values(arr)))
     if arr.dtype.kind == "f":
-        arr, back = arr[~np.isnan(arr)], back[~np.isnan(back)]  # Redis refuses "nan" as input
-    assert np.array_equal(back, arr)
+        arr = np.where(np.isnan(arr), 0, arr).astype(arr.dtype)  # Redis refuses "nan" as input
+    assert same(make_tensor(name, shape, values=resp_tokens(to_values(arr))), arr)
 
 
 @settings(max_examples=100, deadline=None)

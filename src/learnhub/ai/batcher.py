@@ -59,7 +59,7 @@ class Batcher:
         # A batch never exceeds batchsize, so a larger minimum could never be met.
         self.minbatchsize = min(minbatchsize, batchsize)
         self.minbatchtimeout = minbatchtimeout_ms / 1000
-        self.calls = 0  # backend calls made, for tests and AI.INFO
+        self.calls = 0  # backend calls made (merged requests count once), for tests and stats
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
         self._busy = False  # a backend call of this model is in flight

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -158,6 +158,7 @@ class AI:
     def command(self, argv: list[bytes]) -> Any:
         """Parse and run one AI.* command (argv[0] is its name); return its reply."""
         req = p.parse(argv)
+        _check_names(req)
         if isinstance(req, p.Dag) and req.asynchronous:
             return self.submit(argv)
         return self.execute(req)
@@ -215,9 +216,15 @@ class AI:
             ]
         if req.blob:
             blob = bytes(row["blob"])
+            if len(blob) > self.chunk_size:  # as RedisAI: an array of MODEL_CHUNK_SIZE chunks
+                blob_reply: Any = [
+                    blob[i : i + self.chunk_size] for i in range(0, len(blob), self.chunk_size)
+                ]
+            else:
+                blob_reply = blob
             if not req.meta:
-                return blob
-            reply += ["blob", blob]
+                return blob_reply
+            reply += ["blob", blob_reply]
         return reply
 
     def _modeldel(self, req: p.ModelDel) -> Any:
@@ -287,7 +294,7 @@ class AI:
     def _info(self, req: p.Info) -> Any:
         row = self.keyspace.fetch([req.key]).get(req.key)
         if row is None or row["type"] == TENSOR:
-            raise AIError(f"cannot find run info for key {req.key}")
+            raise AIError("cannot find run info for key")
         if req.resetstat:
             self._reset_stats(req.key)
             return OK
@@ -519,6 +526,8 @@ class DagBuilder:
         for option, keys in (("LOAD", load), ("PERSIST", persist)):
             if keys:
                 self._argv += [option, len(keys), *keys]
+        if not load and not persist:  # DAGEXECUTE wants one of LOAD, PERSIST, ROUTING
+            self._argv += ["ROUTING", "local"]
         if timeout_ms is not None:
             self._argv += ["TIMEOUT", timeout_ms]
         self._timeout_ms = timeout_ms
@@ -589,6 +598,20 @@ def _from_reply(reply: list[Any]) -> np.ndarray:
     """A tensor back from its META BLOB reply."""
     fields = dict(zip(reply[::2], reply[1::2], strict=True))
     return tensors.make_tensor(fields["dtype"], list(fields["shape"]), blob=fields["blob"])
+
+
+def _check_names(req: Any) -> None:
+    """Keys and names are text in the store: refuse bytes that are not UTF-8 up front."""
+    for f in fields(req):
+        value = getattr(req, f.name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    raise AIError(f"{f.name} must be UTF-8 text") from None
+            elif is_dataclass(item):
+                _check_names(item)
 
 
 def _runs_code(op: Any) -> bool:

@@ -252,6 +252,11 @@ def _text(tok: bytes) -> str:
     return tok.decode("utf-8", "surrogateescape")
 
 
+def _shown(tok: bytes) -> str:
+    """An argument quoted in an error message: always valid UTF-8 (bad bytes replaced)."""
+    return tok.decode("utf-8", "replace")
+
+
 def _int(tok: bytes) -> int | None:
     if not _INT.fullmatch(tok):
         return None
@@ -515,10 +520,10 @@ def _modelexecute(a: Sequence[bytes], in_dag: bool = False) -> ModelExecute:
     timeout = None
     if i < len(a):
         if a[i].upper() != b"TIMEOUT":
-            raise AIError(f"Invalid argument: {_text(a[i])}")
+            raise AIError(f"Invalid argument: {_shown(a[i])}")
         timeout = _timeout(a, i + 1)
         if i + 2 < len(a):
-            raise AIError(f"Invalid argument: {_text(a[i + 2])}")
+            raise AIError(f"Invalid argument: {_shown(a[i + 2])}")
     _no_timeout_in_dag(timeout, in_dag)
     return ModelExecute(key, names["INPUTS"], names["OUTPUTS"], timeout)
 
@@ -579,7 +584,7 @@ def _scriptstore(a: Sequence[bytes], in_dag: bool = False) -> ScriptStore:
     if not _is(a, i, b"SOURCE") or i + 1 >= len(a):
         raise AIError("Insufficient arguments, missing script SOURCE")
     if i + 2 != len(a):
-        raise AIError(f"Invalid argument: {_text(a[i + 2])}")
+        raise AIError(f"Invalid argument: {_shown(a[i + 2])}")
     return ScriptStore(key, device, tag, entry_points, _text(a[i + 1]))
 
 
@@ -618,7 +623,7 @@ def _scriptexecute(a: Sequence[bytes], in_dag: bool = False) -> ScriptExecute:
             break
         if word not in _SCRIPT_SECTIONS:
             raise AIError(
-                f"Invalid AI.SCRIPTEXECUTE command. Unexpected argument: {_text(a[i - 1])}"
+                f"Invalid AI.SCRIPTEXECUTE command. Unexpected argument: {_shown(a[i - 1])}"
             )
         label = word.decode().lower()
         if word in sections:
@@ -734,7 +739,7 @@ def _dagresult(a: Sequence[bytes], in_dag: bool = False) -> DagResult:
     block = None
     if len(a) == 4:
         if a[2].upper() != b"BLOCK":
-            raise AIError(f"Invalid argument: {_text(a[2])}")
+            raise AIError(f"Invalid argument: {_shown(a[2])}")
         block = _int(a[3])
         if block is None or block < 0:
             raise AIError("Invalid value for BLOCK")
@@ -780,7 +785,7 @@ def _dag_op(seg: Sequence[bytes], legacy: bool, readonly: bool) -> Op:
             return _scriptexecute(seg, True)
         if name in (b"MODELRUN", b"SCRIPTRUN"):
             raise AIError(f"Deprecated AI.{name.decode()} cannot be used in AI.DAGEXECUTE command")
-    raise AIError(f"Unsupported command within DAG: {_text(seg[0])}")
+    raise AIError(f"Unsupported command within DAG: {_shown(seg[0])}")
 
 
 def _split(body: Sequence[bytes], sep: bytes) -> list[list[bytes]]:
@@ -839,7 +844,7 @@ def _pipe_dag(body: Sequence[bytes], cmd: str, legacy: bool, readonly: bool, asy
     while i < len(body) and body[i] != b"|>":
         word = body[i].upper()
         if word not in _HEADER or word in seen:
-            raise AIError(f"Invalid DAG command. Unexpected argument:  {_text(body[i])}")
+            raise AIError(f"Invalid DAG command. Unexpected argument:  {_shown(body[i])}")
         seen.add(word)
         if word == b"LOAD":
             load, i = _header_keys(body, i, "LOAD")
@@ -849,7 +854,7 @@ def _pipe_dag(body: Sequence[bytes], cmd: str, legacy: bool, readonly: bool, asy
             persist, i = _header_keys(body, i, "PERSIST")
             if len(set(persist)) != len(persist):
                 raise AIError("PERSIST keys must be unique")
-        elif word == b"KEYS":  # RedisAI 1.2.0-1.2.3 spelling of ROUTING; only for routing
+        elif word == b"KEYS":  # earlier RedisAI 1.2 releases' ROUTING; routes nothing here
             _, i = _header_keys(body, i, "KEYS")
         elif word == b"ROUTING":
             if i + 1 >= len(body) or body[i + 1] == b"|>":
@@ -867,6 +872,10 @@ def _pipe_dag(body: Sequence[bytes], cmd: str, legacy: bool, readonly: bool, asy
     ops = [_dag_op(seg, legacy, readonly) for seg in _split(body[i + 1 :], b"|>")]
     _validate(load, persist, ops)
     return Dag(readonly, load, persist, routing, timeout, ops, asyn)
+
+
+def _key_bytes(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
 
 
 def _volatile(name: str) -> bool:
@@ -891,7 +900,8 @@ def _seed_dag(body: Sequence[bytes], legacy: bool, readonly: bool, asyn: bool) -
                 persist.append(name)
     if readonly and persist:
         raise AIError(
-            f"PERSIST cannot be specified in a read-only DAG (it writes the key {persist[0]!r}; "
+            "PERSIST cannot be specified in a read-only DAG (it writes the key "
+            f"{_shown(_key_bytes(persist[0]))!r}; "
             "name it ~x~ to keep it volatile)"
         )
     _validate(load, persist, ops)
@@ -905,8 +915,8 @@ def _dag(cmd: str, legacy: bool, readonly: bool, asyn: bool) -> Callable[..., Da
         if pipes and arrows:
             raise AIError("a DAG may not mix the '|>' and '=>' separators")
         # Refuse huge DAGs before parsing (and allocating) any of their ops.
-        if max(pipes, arrows + 1) > MAX_DAG_OPS:
-            n = max(pipes, arrows + 1)
+        n = max(pipes, arrows + 1)
+        if n > MAX_DAG_OPS:
             raise AIError(f"DAG has too many operations ({n}; at most {MAX_DAG_OPS})")
         seed = arrows > 0 or (not pipes and bool(body) and _op_name(body[0]) in _SEED_OPS)
         if seed:
@@ -970,5 +980,5 @@ def parse(argv: Sequence[Any]) -> Request:
     a = [_arg(x) for x in argv]
     handler = _COMMANDS.get(_op_name(a[0]))
     if handler is None:
-        raise AIError(f"unknown command '{_text(a[0])}'")
+        raise AIError(f"unknown command '{_shown(a[0])}'")
     return handler(a)
