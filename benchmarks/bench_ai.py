@@ -296,8 +296,8 @@ class Variant:
         out: dict[str, Any] = {
             "variant": self.label,
             "requests": len(lat),
-            "p50_us": p50 * 1e6,
-            "p99_us": p99 * 1e6,
+            "p50_us": float(p50) * 1e6,
+            "p99_us": float(p99) * 1e6,
             "mean_us": float(lat.mean()) * 1e6,
             "ops_s": statistics.median(self.rates),
             "rounds_ops_s": self.rates,
@@ -324,6 +324,28 @@ def backend_calls(client: redis.Redis, key: str) -> int:
 
 def str_(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def machine_cpu_s() -> float | None:
+    """CPU seconds every process on the machine has used so far (/proc/stat: busy and
+    stolen time), to tell how much of the machine others took during the run."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s(server_pid: int) -> float | None:
+    """CPU seconds used by this process and the server."""
+    try:
+        stat = Path(f"/proc/{server_pid}/stat").read_text()
+    except OSError:
+        return None
+    utime, stime = (int(x) for x in stat.rsplit(")", 1)[1].split()[11:13])
+    mine = os.times()
+    return mine.user + mine.system + (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the four parts ---------------------------------------------------------------------
@@ -597,12 +619,18 @@ def main(argv: list[str] | None = None) -> int:
         for variants in parts.values():
             for v in variants:
                 v.measure(WARMUP_S)
+        cpu0, own0, wall0 = machine_cpu_s(), own_cpu_s(server.popen.pid), time.perf_counter()
         for r in range(rounds):
             err.print(f"round {r + 1}/{rounds}")
             for variants in parts.values():
                 # Alternate the order so that neither side always runs first.
                 for v in variants if r % 2 == 0 else variants[::-1]:
                     v.round(client, round_s)
+        cpu1, own1, wall1 = machine_cpu_s(), own_cpu_s(server.popen.pid), time.perf_counter()
+        others = None
+        if cpu0 and cpu1 and own0 and own1:  # None off Linux
+            cpus = os.cpu_count() or 1
+            others = max(0.0, (cpu1 - cpu0) - (own1 - own0)) / ((wall1 - wall0) * cpus)
 
         info = client.info("server")
         stop_server(server)
@@ -637,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         "hiredis": version("hiredis"),
         "cpus": os.cpu_count(),
         "cpu": cpu_model(),
+        "others_cpu_share": others,
         "targets": {
             "pipeline_speedup": PIPELINE_TARGET,
             "ensemble_speedup": ENSEMBLE_TARGET,
@@ -706,6 +735,10 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
         + (f" + hiredis {meta['hiredis']}" if meta["hiredis"] else "")
         + f"; {meta['cpus']} CPUs ({meta['cpu']}), {meta['seconds']:.0f} s in all"
     )
+    if meta["others_cpu_share"] is not None:
+        versions += (
+            f"; other processes used {meta['others_cpu_share']:.0%} of the CPUs during the rounds"
+        )
     rounds = (
         f"p50/p99 over every request of {meta['rounds']} rounds of {meta['round_seconds']:g} s; "
         "ops/s = median of the rounds' rates; speedup = ops/s / the first row's."
@@ -715,7 +748,7 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
 
     def speed_table(title: str, rows: list[dict[str, Any]], caption: str, unit: str) -> None:
         table = Table(title=title, caption=caption)
-        table.add_column("variant")
+        table.add_column("variant", no_wrap=True)
         table.add_column("p50 ms", justify="right")
         table.add_column("p99 ms", justify="right")
         table.add_column(f"{unit}/s", justify="right")
@@ -769,7 +802,7 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
             f"(BATCHSIZE): requests are merged (> 1 per backend call). {rounds}\n{versions}"
         ),
     )
-    table.add_column("variant")
+    table.add_column("variant", no_wrap=True)
     table.add_column("p50 ms", justify="right")
     table.add_column("p99 ms", justify="right")
     table.add_column("requests/s", justify="right")
@@ -777,7 +810,7 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
     table.add_column("requests", justify="right")
     table.add_column("AI.INFO calls", justify="right")
     table.add_column("backend calls", justify="right")
-    table.add_column("requests / backend call", justify="right")
+    table.add_column("requests per backend call", justify="right")
     table.add_column("met?", justify="center")
     for row in results["batching"]:
         per_call = row["requests_per_backend_call"]
@@ -813,7 +846,7 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
             f"{rounds.split(';')[0]}.\n{versions}"
         ),
     )
-    table.add_column("variant")
+    table.add_column("variant", no_wrap=True)
     table.add_column("p50 us", justify="right")
     table.add_column("p99 us", justify="right")
     table.add_column("ops/s", justify="right")

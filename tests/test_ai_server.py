@@ -46,6 +46,8 @@ sqlite_server = ai_fixtures.sqlite_server
 
 OK = b"OK"
 NA = b"NA"
+# How long AI.DAGRESULT ... BLOCK waits for a run: well within the client's socket timeout.
+BLOCK_MS = TIMEOUT * 1000 // 2
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 # Scripts of our own beside ai_models.TORCH_SCRIPT: the seed's "bar baz" and a 3-way join.
 SEED_SCRIPT = """
@@ -85,6 +87,15 @@ def store_models(r: redis.Redis) -> None:
     assert ai(r, "AI.MODELSTORE", "add", "ONNX", "CPU", "BLOB", onnx_add_model()) == OK
     for k in (2, 3, 5):
         assert ai(r, "AI.MODELSTORE", f"mul{k}", "ONNX", "CPU", "BLOB", onnx_mul_model(k)) == OK
+
+
+def as_dict(reply: list[Any]) -> dict[Any, Any]:
+    """A flat [name, value, name, value ...] reply (AI.INFO, AI.MODELGET META) as a dict."""
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def info_of(r: redis.Redis, key: str) -> dict[bytes, Any]:
+    return as_dict(ai(r, "AI.INFO", key))
 
 
 def dag(*ops: tuple[Any, ...], header: tuple[Any, ...] = ()) -> list[Any]:
@@ -152,9 +163,11 @@ def test_tensor_round_trip_every_dtype_and_reply_shape(
         assert ai(r, "AI.TENSORGET", key) == [*meta, b"blob", blob]  # no argument: META BLOB
     # Without data: zeros (empty strings for STRING), in the declared shape.
     assert ai(r, "AI.TENSORSET", "empty", dtype, 3) == OK
-    zeros = [b""] * 3 if dtype == "STRING" else [0] * 3
     got = values_of(r, "empty")
-    assert got == zeros if dtype == "STRING" else [int(float(v)) for v in got] == zeros
+    if dtype == "STRING":
+        assert got == [b"", b"", b""]
+    else:
+        assert [float(v) for v in got] == [0, 0, 0]
     assert ai(r, "AI.TENSORGET", "empty", "META") == [b"dtype", dtype.encode(), b"shape", [3]]
 
 
@@ -177,7 +190,7 @@ def test_tensor_overwrite_and_missing_key(ai_server: AIServer) -> None:
     assert error_of(r, "AI.TENSORGET", "t", "JSON") == "unsupported data format"
 
 
-def test_tensors_with_redis_cli(sqlite_server: AIServer, tmp_path: Path) -> None:
+def test_tensors_with_redis_cli(sqlite_server: AIServer) -> None:
     cli = sqlite_server.cli
     assert cli("AI.TENSORSET", "t", "FLOAT", "2", "VALUES", "1.5", "2").stdout == b"OK\n"
     got = cli("AI.TENSORGET", "t", "META", "VALUES").stdout.decode().splitlines()
@@ -240,7 +253,7 @@ def test_modelstore_in_chunks_modelget_modelexecute(ai_server: AIServer) -> None
         "MINBATCHTIMEOUT", 7, "BLOB", blob,
     )  # fmt: skip
     assert stored == OK
-    got = dict(zip(*[iter(ai(r, "AI.MODELGET", "batched", "META"))] * 2, strict=True))
+    got = as_dict(ai(r, "AI.MODELGET", "batched", "META"))
     assert (got[b"batchsize"], got[b"minbatchsize"], got[b"minbatchtimeout"]) == (4, 2, 7)
 
     assert ai(r, "AI.MODELDEL", "m") == OK
@@ -323,7 +336,8 @@ def test_scriptset_and_scriptrun_old_forms(sqlite_server: AIServer) -> None:
     tensorset(r, "b", "FLOAT", [2], [10, 20])
     assert ai(r, "AI.SCRIPTRUN", "s", "bar", "INPUTS", "a", "b", "OUTPUTS", "c") == OK
     assert values_of(r, "c") == [b"11", b"22"]
-    assert error_of(r, "AI.SCRIPTSET", "bad", "CPU", "SOURCE", "def f(:\n") != ""
+    refused = error_of(r, "AI.SCRIPTSET", "bad", "CPU", "SOURCE", "def f(:\n")
+    assert refused.startswith("script does not compile: ") and "\n" not in refused, refused
     assert ai(r, "EXISTS", "bad") == 0
 
 
@@ -405,7 +419,7 @@ def test_failing_op_then_na_and_nothing_persisted(ai_server: AIServer) -> None:
     assert reply[3:] == [NA, NA]
     assert values_of(r, "x") == [b"9", b"9"]  # the PERSIST of x did not happen either
     assert ai(r, "EXISTS", "out", "other", "wrong") == 0
-    info = dict(zip(*[iter(ai(r, "AI.INFO", "add"))] * 2, strict=True))
+    info = info_of(r, "add")
     assert (info[b"calls"], info[b"errors"]) == (1, 1)
 
 
@@ -435,7 +449,7 @@ def test_ensemble_of_three_models_joined_by_a_fourth_op(ai_server: AIServer) -> 
     assert values_of(r, "y") == [b"10", b"20", b"30", b"40"]
     assert ai(r, "EXISTS", "y2", "y3", "y5") == 0
     for model in ("mul2", "mul3", "mul5"):
-        info = dict(zip(*[iter(ai(r, "AI.INFO", model))] * 2, strict=True))
+        info = info_of(r, model)
         assert (info[b"calls"], info[b"samples"]) == (1, 2)
 
 
@@ -532,19 +546,19 @@ def test_async_dags_with_a_worker(
     tensorset(r, "x", "FLOAT", [1, 2], [1, 2])
     run_id = ai(r, *async_dag())
     assert isinstance(run_id, bytes) and run_id
-    assert ai(r, "AI.DAGRESULT", run_id, "BLOCK", TIMEOUT * 500) == [OK, [b"2", b"4"]]
+    assert ai(r, "AI.DAGRESULT", run_id, "BLOCK", BLOCK_MS) == [OK, [b"2", b"4"]]
     assert ai(r, "AI.DAGSTATUS", run_id) == b"done"
     assert values_of(r, "y") == [b"2", b"4"]
     assert ai(r, "AI.DAGRESULT", run_id) == [OK, [b"2", b"4"]]  # and again, without BLOCK
 
     seed_id = ai(r, *words("AI.DAGRUNASYNC MODELRUN mul3 INPUTS x OUTPUTS z => TENSORGET z VALUES"))
-    assert ai(r, "AI.DAGRESULT", seed_id, "BLOCK", TIMEOUT * 500) == [OK, [b"3", b"6"]]
+    assert ai(r, "AI.DAGRESULT", seed_id, "BLOCK", BLOCK_MS) == [OK, [b"3", b"6"]]
     assert values_of(r, "z") == [b"3", b"6"]
 
     # A run whose op fails: its reply is the sync form's, its status "failed".
     tensorset(r, "x", "INT32", [1, 2], [1, 2])
     failing = ai(r, *async_dag("mul5"))
-    reply = ai(r, "AI.DAGRESULT", failing, "BLOCK", TIMEOUT * 500)
+    reply = ai(r, "AI.DAGRESULT", failing, "BLOCK", BLOCK_MS)
     assert isinstance(reply[0], redis.ResponseError) and reply[1] == NA, reply
     assert ai(r, "AI.DAGSTATUS", failing) == b"failed"
     assert values_of(r, "y") == [b"2", b"4"]
@@ -587,17 +601,13 @@ def test_async_dag_survives_a_restart(
 
     second = serve(store_url, sock_dir / "hub.sock", "--workers", "1")
     r = connect(second.socket_path)
-    assert ai(r, "AI.DAGRESULT", run_id, "BLOCK", TIMEOUT * 500) == [OK, [b"15", b"20"]]
+    assert ai(r, "AI.DAGRESULT", run_id, "BLOCK", BLOCK_MS) == [OK, [b"15", b"20"]]
     assert ai(r, "AI.DAGSTATUS", run_id) == b"done"
     assert values_of(r, "y") == [b"15", b"20"]
     r.close()
 
 
 # --- 6. AI.INFO and AI.CONFIG -------------------------------------------------------------
-
-
-def info_of(r: redis.Redis, key: str) -> dict[bytes, Any]:
-    return dict(zip(*[iter(ai(r, "AI.INFO", key))] * 2, strict=True))
 
 
 def test_info_counters_and_resetstat(ai_server: AIServer) -> None:
@@ -793,6 +803,38 @@ def test_dag_with_10000_ops_is_refused(ai_server: AIServer) -> None:
     )
     assert ai(r, "EXISTS", "t") == 0
     assert r.ping() is True
+
+
+def test_persist_of_a_loaded_key_that_no_op_writes(ai_server: AIServer) -> None:
+    """PERSIST may name a LOADed key no op writes: it is written back unchanged."""
+    r = ai_server.redis()
+    tensorset(r, "a", "FLOAT", [1], [1])
+    tensorset(r, "b", "FLOAT", [1], [2])
+    argv = dag(
+        ("AI.TENSORSET", "a", "FLOAT", 1, "VALUES", 5),
+        header=("LOAD", 2, "a", "b", "PERSIST", 2, "a", "b"),
+    )
+    assert ai(r, "AI.DAGEXECUTE", *argv) == [OK]
+    assert (values_of(r, "a"), values_of(r, "b")) == ([b"5"], [b"2"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [b"AI.TENSORSET", b"\x80", b"INT8", b"1"],
+        [b"AI.TENSORGET", b"\xff\xfe", b"VALUES"],
+        [b"AI.MODELGET", b"\x80"],
+        [b"AI.MODELEXECUTE", b"add", b"INPUTS", b"1", b"\x80", b"OUTPUTS", b"1", b"o"],
+        [b"AI.DAGSTATUS", b"\x80"],
+        [b"AI.DAGRESULT", b"\x80"],
+        [b"AI.DAGCANCEL", b"\x80"],
+    ],
+)
+def test_names_that_are_not_utf8_get_an_error_reply(
+    prepared_connection: redis.Connection, argv: list[bytes]
+) -> None:
+    """Keys are UTF-8 text in a hub: other bytes get an error, not a crash or a hang-up."""
+    assert isinstance(check_reply(prepared_connection, argv), redis.ResponseError)
 
 
 # --- 9. property tests --------------------------------------------------------------------

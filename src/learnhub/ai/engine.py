@@ -630,7 +630,7 @@ def _sources(dag: p.Dag) -> list[dict[str, int]]:
 
 
 def _last_writers(dag: p.Dag) -> dict[str, int]:
-    last: dict[str, int] = {}
+    last: dict[str, int] = {key: -1 for key in dag.load}  # PERSIST may name a LOADed key
     for i, op in enumerate(dag.ops):
         for name in op.writes:
             last[name] = i

@@ -336,8 +336,9 @@ def _bulk(data: bytes | bytearray | memoryview, out: list[bytes | bytearray | me
 
 
 def _one_line(text: str) -> bytes:
-    # A CR or LF would end the reply early and desynchronise the client.
-    return text.replace("\r", " ").replace("\n", " ").encode()
+    # A CR or LF would end the reply early and desynchronise the client; a byte that is not
+    # UTF-8 (echoed from a request) must not cost the connection.
+    return text.replace("\r", " ").replace("\n", " ").encode(errors="replace")
 
 
 def encode_command(*args: str | bytes | bytearray | memoryview | int | float) -> bytes:
