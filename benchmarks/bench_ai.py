@@ -269,6 +269,7 @@ class Variant:
     rates: list[float] = field(default_factory=list)
     info: dict[str, int] = field(default_factory=lambda: {"duration": 0, "calls": 0, "samples": 0})
     backend_calls: int = 0
+    others: list[float] = field(default_factory=list)  # other processes' CPU share, per round
 
     def measure(self, seconds: float) -> tuple[list[float], float]:
         if self.clients is not None:
@@ -276,11 +277,15 @@ class Variant:
         assert self.call is not None
         return run_for(self.call, seconds)
 
-    def round(self, client: redis.Redis, seconds: float) -> None:
+    def round(self, client: redis.Redis, seconds: float, meter: CpuMeter) -> None:
         if self.info_key:
             client.execute_command("AI.INFO", self.info_key, "RESETSTAT")
         before = backend_calls(client, self.batched_key) if self.batched_key else 0
+        start = meter.read()
         latencies, elapsed = self.measure(seconds)
+        others = meter.others(start, meter.read())
+        if others is not None:
+            self.others.append(others)
         if self.batched_key:
             self.backend_calls += backend_calls(client, self.batched_key) - before
         if self.info_key:
@@ -301,6 +306,8 @@ class Variant:
             "mean_us": float(lat.mean()) * 1e6,
             "ops_s": statistics.median(self.rates),
             "rounds_ops_s": self.rates,
+            "others_cpu_share": statistics.median(self.others) if self.others else None,
+            "rounds_others_cpu_share": self.others,
         }
         if self.info_key:
             calls = self.info["calls"]
@@ -326,26 +333,43 @@ def str_(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def machine_cpu_s() -> float | None:
-    """CPU seconds every process on the machine has used so far (/proc/stat: busy and
-    stolen time), to tell how much of the machine others took during the run."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+Reading = tuple[float, float | None, float | None]  # wall s, machine busy s, ours s
 
 
-def own_cpu_s(server_pid: int) -> float | None:
-    """CPU seconds used by this process and the server."""
-    try:
-        stat = Path(f"/proc/{server_pid}/stat").read_text()
-    except OSError:
-        return None
-    utime, stime = (int(x) for x in stat.rsplit(")", 1)[1].split()[11:13])
-    mine = os.times()
-    return mine.user + mine.system + (utime + stime) / os.sysconf("SC_CLK_TCK")
+class CpuMeter:
+    """How much of the machine other processes took while we measured: all CPU time used
+    (/proc/stat: busy and stolen) minus ours and the server's, over wall time x CPUs.
+    Readings are None where /proc is missing."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def read(self) -> Reading:
+        return time.perf_counter(), self._machine(), self._ours()
+
+    def others(self, start: Reading, end: Reading) -> float | None:
+        (w0, m0, o0), (w1, m1, o1) = start, end
+        if m0 is None or m1 is None or o0 is None or o1 is None:
+            return None
+        return max(0.0, (m1 - m0) - (o1 - o0)) / ((w1 - w0) * (os.cpu_count() or 1))
+
+    def _machine(self) -> float | None:
+        try:
+            line = Path("/proc/stat").read_text().split("\n", 1)[0]
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, line.split()[1:9])
+        except (OSError, ValueError):
+            return None
+        return (user + nice + system + irq + softirq + steal) / self.tick
+
+    def _ours(self) -> float | None:
+        try:
+            stat = Path(f"/proc/{self.server_pid}/stat").read_text()
+        except OSError:
+            return None
+        utime, stime = (int(x) for x in stat.rsplit(")", 1)[1].split()[11:13])
+        mine = os.times()
+        return mine.user + mine.system + (utime + stime) / self.tick
 
 
 # --- the four parts ---------------------------------------------------------------------
@@ -532,7 +556,7 @@ def overhead_part(
     config = ("AI.CONFIG", "GET", "MODEL_CHUNK_SIZE")
     get = ("AI.TENSORGET", "d:x", "BLOB")
     return [
-        Variant("onnxruntime, in this process", lambda: local.run(None, feed)),
+        Variant("onnxruntime in-process", lambda: local.run(None, feed)),
         Variant("PING", client.ping),
         Variant("AI.CONFIG GET MODEL_CHUNK_SIZE", lambda: client.execute_command(*config)),
         Variant("AI.TENSORGET x BLOB", lambda: client.execute_command(*get)),
@@ -619,18 +643,15 @@ def main(argv: list[str] | None = None) -> int:
         for variants in parts.values():
             for v in variants:
                 v.measure(WARMUP_S)
-        cpu0, own0, wall0 = machine_cpu_s(), own_cpu_s(server.popen.pid), time.perf_counter()
+        meter = CpuMeter(server.popen.pid)
+        first = meter.read()
         for r in range(rounds):
             err.print(f"round {r + 1}/{rounds}")
             for variants in parts.values():
                 # Alternate the order so that neither side always runs first.
                 for v in variants if r % 2 == 0 else variants[::-1]:
-                    v.round(client, round_s)
-        cpu1, own1, wall1 = machine_cpu_s(), own_cpu_s(server.popen.pid), time.perf_counter()
-        others = None
-        if cpu0 and cpu1 and own0 and own1:  # None off Linux
-            cpus = os.cpu_count() or 1
-            others = max(0.0, (cpu1 - cpu0) - (own1 - own0)) / ((wall1 - wall0) * cpus)
+                    v.round(client, round_s, meter)
+        others = meter.others(first, meter.read())
 
         info = client.info("server")
         stop_server(server)
@@ -726,8 +747,14 @@ def mark(met: bool | None) -> str:
     return "" if met is None else ("[green]yes[/]" if met else "[red]no[/]")
 
 
+def busy(row: dict[str, Any]) -> str:
+    """Other processes' share of the CPUs while this row ran (median of its rounds)."""
+    share = row["others_cpu_share"]
+    return "" if share is None else f"{share:.0%}"
+
+
 def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]]) -> None:
-    console = Console(width=max(Console().width, 120))
+    console = Console(width=max(Console().width, 132))
     commit = f" ({meta['learnhub_commit']})" if meta["learnhub_commit"] else ""
     versions = (
         f"learnhub {meta['learnhub']}{commit} on SQLite, onnxruntime {meta['onnxruntime']}, "
@@ -739,9 +766,13 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
         versions += (
             f"; other processes used {meta['others_cpu_share']:.0%} of the CPUs during the rounds"
         )
+    over = f"p50/p99 over every request of {meta['rounds']} rounds of {meta['round_seconds']:g} s"
+    others = (
+        "others = the share of the CPUs other processes used while the row ran (median of "
+        "its rounds)."
+    )
     rounds = (
-        f"p50/p99 over every request of {meta['rounds']} rounds of {meta['round_seconds']:g} s; "
-        "ops/s = median of the rounds' rates; speedup = ops/s / the first row's."
+        f"{over}; ops/s = median of the rounds' rates; speedup = ops/s / the first row's; {others}"
     )
     heavy = meta["heavy_model"]
     b = meta["batchsize"]
@@ -755,6 +786,7 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
         table.add_column("speedup", justify="right")
         table.add_column("target", justify="right")
         table.add_column("met?", justify="center")
+        table.add_column("others", justify="right")
         for row in rows:
             table.add_row(
                 row["variant"] + (" [dim](baseline)[/]" if row.get("baseline") else ""),
@@ -764,6 +796,7 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
                 f"[bold]{row['speedup']:.2f}x[/]",
                 "" if row["target"] is None else f">= {row['target']:g}x",
                 mark(row["target_met"]),
+                busy(row),
             )
         console.print(table)
 
@@ -805,13 +838,14 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
     table.add_column("variant", no_wrap=True)
     table.add_column("p50 ms", justify="right")
     table.add_column("p99 ms", justify="right")
-    table.add_column("requests/s", justify="right")
+    table.add_column("req/s", justify="right")
     table.add_column("speedup", justify="right")
     table.add_column("requests", justify="right")
     table.add_column("AI.INFO calls", justify="right")
     table.add_column("backend calls", justify="right")
-    table.add_column("requests per backend call", justify="right")
+    table.add_column("req per backend call", justify="right")
     table.add_column("met?", justify="center")
+    table.add_column("others", justify="right")
     for row in results["batching"]:
         per_call = row["requests_per_backend_call"]
         table.add_row(
@@ -825,6 +859,7 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
             f"{row['backend_calls']:,}",
             "" if per_call is None else f"{per_call:.2f}",
             mark(row["target_met"]),
+            busy(row),
         )
     console.print(table)
 
@@ -843,7 +878,7 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
             "PING = redis-py + socket + the event loop; AI.CONFIG GET = + the hand-off of a "
             "blocking command to a worker thread; AI.TENSORGET = + one store read. Target: "
             f"overhead < {OVERHEAD_TARGET_US:g} us. "
-            f"{rounds.split(';')[0]}.\n{versions}"
+            f"{over}; {others}\n{versions}"
         ),
     )
     table.add_column("variant", no_wrap=True)
@@ -852,9 +887,10 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
     table.add_column("ops/s", justify="right")
     table.add_column("model run us", justify="right")
     table.add_column("overhead us", justify="right")
-    table.add_column("vs in-process us", justify="right")
+    table.add_column("vs in-proc us", justify="right")
     table.add_column("target", justify="right")
     table.add_column("met?", justify="center")
+    table.add_column("others", justify="right")
     for row in results["overhead"]:
         run, over = row.get("model_run_us"), row["overhead_us"]
         table.add_row(
@@ -867,6 +903,7 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
             f"{row['over_in_process_us']:,.1f}",
             "" if over is None else f"< {OVERHEAD_TARGET_US:g}",
             mark(row["target_met"]),
+            busy(row),
         )
     console.print(table)
 
