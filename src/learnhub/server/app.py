@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -299,15 +300,19 @@ class Server:
             return ErrorReply(str(exc))
 
     def _call(self, session: Session, cmd: Command, args: list[bytes]) -> Any:
+        started = time.perf_counter_ns()
+        reply: Any
         try:
-            return cmd.handler(Context(self.info, session), args)
+            reply = cmd.handler(Context(self.info, session), args)
         except CommandError as exc:
-            return ErrorReply(str(exc))
+            reply = ErrorReply(str(exc))
         except LearnhubError as exc:
-            return ErrorReply(f"ERR {exc}")
+            reply = ErrorReply(f"ERR {exc}")
         except Exception as exc:  # a bug must cost one reply, never the server
             log.exception("command %s failed", cmd.name)
-            return ErrorReply(f"ERR internal error: {type(exc).__name__}: {exc}")
+            reply = ErrorReply(f"ERR internal error: {type(exc).__name__}: {exc}")
+        self.info.count(cmd.name, time.perf_counter_ns() - started, isinstance(reply, ErrorReply))
+        return reply
 
 
 def _drain(parser: RequestParser) -> tuple[list[list[bytes]], ProtocolError | None]:

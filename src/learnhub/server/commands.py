@@ -8,6 +8,7 @@ Commands marked ``blocking`` touch the store and run in a worker thread.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,16 @@ class ServerInfo:
     clients: int = 0
     commands_processed: int = 0
     pubsub: PubSub = field(default_factory=lambda: PubSub())
+    # INFO commandstats: per command name, [calls, microseconds inside the handler, failed].
+    command_stats: dict[str, list[int]] = field(default_factory=dict)
+    stats_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, name: str, ns: int, failed: bool) -> None:
+        with self.stats_lock:
+            stats = self.command_stats.setdefault(name, [0, 0, 0])
+            stats[0] += 1
+            stats[1] += ns // 1000
+            stats[2] += failed
 
 
 @dataclass
@@ -277,7 +288,15 @@ def info(ctx: Context, args: list[bytes]) -> Any:
         "store": {"store_dialect": ctx.hub.store.dialect},
         "learning": {"learning_keys": counts["keys"], "learning_versions": counts["versions"]},
     }
-    wanted = {text(a).lower() for a in args} - {"all", "everything", "default"}
+    wanted = {text(a).lower() for a in args}
+    if wanted & {"all", "everything", "commandstats"}:  # as in Redis, not in the default set
+        with server.stats_lock:
+            sections["commandstats"] = {
+                f"cmdstat_{name.lower()}": f"calls={calls},usec={usec},"
+                f"usec_per_call={usec / calls:.2f},rejected_calls=0,failed_calls={failed}"
+                for name, (calls, usec, failed) in sorted(server.command_stats.items())
+            }
+    wanted -= {"all", "everything", "default"}
     lines = []
     for name, fields in sections.items():
         if wanted and name not in wanted:
