@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.ai_models import onnx_add_model, onnx_heavy_model, onnx_mul_model
 
 import learnhub
 from learnhub.ai.engine import NA, OK, TIMEDOUT
 from learnhub.errors import AIError, WrongType
-from tests.ai_models import onnx_add_model, onnx_heavy_model, onnx_mul_model
 
 
 def a(*values: float) -> np.ndarray:

@@ -1,9 +1,9 @@
 """learnhub keeps, grows and shares what machine-learning programs learn."""
 
 from learnhub.__about__ import __version__
+from learnhub.ai import AI, DagBuilder
 from learnhub.client import Client, connect
 from learnhub.config import Config
-from learnhub.ai import AI, DagBuilder
 from learnhub.errors import (
     AIError,
     AITimeout,
