@@ -332,3 +332,117 @@ SELECT key, type, meta FROM ai_keys WHERE (CAST(%(type)s AS TEXT) IS NULL OR typ
 
 -- name: ai_flush
 DELETE FROM ai_keys
+
+-- continuous: samples ------------------------------------------------------------------------
+
+-- name: sample_batch
+SELECT kind, name, schema, last_ts, created_ns FROM sample_batches WHERE kind = %(kind)s AND name = %(name)s
+
+-- name: create_sample_batch
+INSERT INTO sample_batches (kind, name, schema, last_ts, created_ns)
+VALUES (%(kind)s, %(name)s, %(schema)s, 0, %(created_ns)s)
+ON CONFLICT (kind, name) DO NOTHING
+
+-- name: reserve_sample_ts
+-- :n timestamps for a write, above every one given out before and not before :now_ns;
+-- returns the last. The row lock serialises concurrent writers, in any process.
+UPDATE sample_batches SET last_ts = GREATEST(last_ts + %(n)s, %(now_ns)s + %(n)s - 1)
+WHERE kind = %(kind)s AND name = %(name)s
+RETURNING last_ts
+
+-- name: raise_sample_ts
+-- User-given timestamps up to :max_ts: later automatic ones start above them.
+UPDATE sample_batches SET last_ts = GREATEST(last_ts, %(max_ts)s)
+WHERE kind = %(kind)s AND name = %(name)s
+
+-- name: sample_batches
+SELECT b.kind, b.name, b.schema, b.created_ns,
+       coalesce(sum(c.rows), 0) AS rows, coalesce(sum(c.train_rows), 0) AS train_rows,
+       min(c.first_ts) AS first_ts, max(c.last_ts) AS last_ts
+FROM sample_batches b
+LEFT JOIN sample_chunks c ON c.kind = b.kind AND c.batch = b.name
+WHERE (CAST(%(kind)s AS TEXT) IS NULL OR b.kind = %(kind)s)
+GROUP BY b.kind, b.name ORDER BY b.kind, b.name
+
+-- name: insert_sample_chunk
+INSERT INTO sample_chunks (kind, batch, first_ts, last_ts, rows, train_rows, ts, is_train, data)
+VALUES (%(kind)s, %(batch)s, %(first_ts)s, %(last_ts)s, %(rows)s, %(train_rows)s, %(ts)s, %(is_train)s, %(data)s)
+
+-- name: count_whole_chunks
+-- Rows of the chunks that lie entirely at or after :since.
+SELECT coalesce(sum(rows), 0) AS rows, coalesce(sum(train_rows), 0) AS train_rows
+FROM sample_chunks WHERE kind = %(kind)s AND batch = %(batch)s AND first_ts >= %(since)s
+
+-- name: straddling_chunks
+-- Chunks that begin before :since and end at or after it: counted row by row.
+SELECT ts, is_train FROM sample_chunks
+WHERE kind = %(kind)s AND batch = %(batch)s AND first_ts < %(since)s AND last_ts >= %(since)s
+
+-- name: sample_chunks
+-- Chunks with rows in [:since, :until], oldest first.
+SELECT first_ts, last_ts, rows, ts, is_train, data FROM sample_chunks
+WHERE kind = %(kind)s AND batch = %(batch)s AND last_ts >= %(since)s AND first_ts <= %(until)s
+ORDER BY first_ts, id
+
+-- name: chunk_timestamps
+-- The ts arrays of chunks overlapping [:since, :until], to find duplicate timestamps.
+SELECT ts FROM sample_chunks
+WHERE kind = %(kind)s AND batch = %(batch)s AND last_ts >= %(since)s AND first_ts <= %(until)s
+
+-- continuous: models and training tasks ---------------------------------------------------
+
+-- name: insert_model
+INSERT INTO models (batch, version, status, metrics, mode, data_from_ts, data_to_ts, task_id, created_ns)
+VALUES (%(batch)s, %(version)s, %(status)s, %(metrics)s, %(mode)s, %(data_from_ts)s, %(data_to_ts)s, %(task_id)s, %(created_ns)s)
+RETURNING id
+
+-- name: get_model
+SELECT * FROM models WHERE id = %(id)s
+
+-- name: latest_model
+-- The newest model of a batch whose status is one of :statuses (a JSON array).
+SELECT * FROM models
+WHERE batch = %(batch)s AND status IN (SELECT jsonb_array_elements_text(CAST(%(statuses)s AS jsonb)))
+ORDER BY id DESC LIMIT 1
+
+-- name: list_models
+SELECT * FROM models WHERE batch = %(batch)s ORDER BY id
+
+-- name: set_model_status
+UPDATE models SET status = %(status)s WHERE id = %(id)s RETURNING id
+
+-- name: insert_train_task
+INSERT INTO train_tasks (batch, mode, status, base_model_id, since_ts, created_ns)
+VALUES (%(batch)s, %(mode)s, %(status)s, %(base_model_id)s, %(since_ts)s, %(created_ns)s)
+RETURNING id
+
+-- name: get_train_task
+SELECT * FROM train_tasks WHERE id = %(id)s
+
+-- name: set_train_task_job
+UPDATE train_tasks SET job_id = %(job_id)s WHERE id = %(id)s
+
+-- name: start_train_task
+-- A (re)started run: a worker that died mid-training left it in a working status; the
+-- new attempt takes it over rather than making a second task.
+UPDATE train_tasks SET status = %(status)s, started_ns = %(now_ns)s, error = NULL, traceback = NULL
+WHERE id = %(id)s AND status IN (SELECT jsonb_array_elements_text(CAST(%(resumable)s AS jsonb)))
+RETURNING id
+
+-- name: set_train_task_status
+UPDATE train_tasks SET status = %(status)s
+WHERE id = %(id)s AND status IN (SELECT jsonb_array_elements_text(CAST(%(working)s AS jsonb)))
+RETURNING id
+
+-- name: finish_train_task
+UPDATE train_tasks
+SET status = %(status)s, model_id = %(model_id)s, error = %(error)s, traceback = %(traceback)s,
+    finished_ns = %(now_ns)s
+WHERE id = %(id)s AND status IN (SELECT jsonb_array_elements_text(CAST(%(working)s AS jsonb)))
+RETURNING id
+
+-- name: tasks_in_status
+SELECT * FROM train_tasks WHERE status IN (SELECT jsonb_array_elements_text(CAST(%(statuses)s AS jsonb))) ORDER BY id
+
+-- name: batch_train_tasks
+SELECT * FROM train_tasks WHERE batch = %(batch)s ORDER BY id

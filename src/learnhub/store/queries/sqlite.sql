@@ -328,3 +328,117 @@ SELECT key, type, meta FROM ai_keys WHERE (:type IS NULL OR type = :type) ORDER 
 
 -- name: ai_flush
 DELETE FROM ai_keys
+
+-- continuous: samples ------------------------------------------------------------------------
+
+-- name: sample_batch
+SELECT kind, name, schema, last_ts, created_ns FROM sample_batches WHERE kind = :kind AND name = :name
+
+-- name: create_sample_batch
+INSERT INTO sample_batches (kind, name, schema, last_ts, created_ns)
+VALUES (:kind, :name, :schema, 0, :created_ns)
+ON CONFLICT (kind, name) DO NOTHING
+
+-- name: reserve_sample_ts
+-- :n timestamps for a write, above every one given out before and not before :now_ns;
+-- returns the last. The row lock serialises concurrent writers, in any process.
+UPDATE sample_batches SET last_ts = max(last_ts + :n, :now_ns + :n - 1)
+WHERE kind = :kind AND name = :name
+RETURNING last_ts
+
+-- name: raise_sample_ts
+-- User-given timestamps up to :max_ts: later automatic ones start above them.
+UPDATE sample_batches SET last_ts = max(last_ts, :max_ts)
+WHERE kind = :kind AND name = :name
+
+-- name: sample_batches
+SELECT b.kind, b.name, b.schema, b.created_ns,
+       coalesce(sum(c.rows), 0) AS rows, coalesce(sum(c.train_rows), 0) AS train_rows,
+       min(c.first_ts) AS first_ts, max(c.last_ts) AS last_ts
+FROM sample_batches b
+LEFT JOIN sample_chunks c ON c.kind = b.kind AND c.batch = b.name
+WHERE (:kind IS NULL OR b.kind = :kind)
+GROUP BY b.kind, b.name ORDER BY b.kind, b.name
+
+-- name: insert_sample_chunk
+INSERT INTO sample_chunks (kind, batch, first_ts, last_ts, rows, train_rows, ts, is_train, data)
+VALUES (:kind, :batch, :first_ts, :last_ts, :rows, :train_rows, :ts, :is_train, :data)
+
+-- name: count_whole_chunks
+-- Rows of the chunks that lie entirely at or after :since.
+SELECT coalesce(sum(rows), 0) AS rows, coalesce(sum(train_rows), 0) AS train_rows
+FROM sample_chunks WHERE kind = :kind AND batch = :batch AND first_ts >= :since
+
+-- name: straddling_chunks
+-- Chunks that begin before :since and end at or after it: counted row by row.
+SELECT ts, is_train FROM sample_chunks
+WHERE kind = :kind AND batch = :batch AND first_ts < :since AND last_ts >= :since
+
+-- name: sample_chunks
+-- Chunks with rows in [:since, :until], oldest first.
+SELECT first_ts, last_ts, rows, ts, is_train, data FROM sample_chunks
+WHERE kind = :kind AND batch = :batch AND last_ts >= :since AND first_ts <= :until
+ORDER BY first_ts, id
+
+-- name: chunk_timestamps
+-- The ts arrays of chunks overlapping [:since, :until], to find duplicate timestamps.
+SELECT ts FROM sample_chunks
+WHERE kind = :kind AND batch = :batch AND last_ts >= :since AND first_ts <= :until
+
+-- continuous: models and training tasks ---------------------------------------------------
+
+-- name: insert_model
+INSERT INTO models (batch, version, status, metrics, mode, data_from_ts, data_to_ts, task_id, created_ns)
+VALUES (:batch, :version, :status, :metrics, :mode, :data_from_ts, :data_to_ts, :task_id, :created_ns)
+RETURNING id
+
+-- name: get_model
+SELECT * FROM models WHERE id = :id
+
+-- name: latest_model
+-- The newest model of a batch whose status is one of :statuses (a JSON array).
+SELECT * FROM models
+WHERE batch = :batch AND status IN (SELECT value FROM json_each(:statuses))
+ORDER BY id DESC LIMIT 1
+
+-- name: list_models
+SELECT * FROM models WHERE batch = :batch ORDER BY id
+
+-- name: set_model_status
+UPDATE models SET status = :status WHERE id = :id RETURNING id
+
+-- name: insert_train_task
+INSERT INTO train_tasks (batch, mode, status, base_model_id, since_ts, created_ns)
+VALUES (:batch, :mode, :status, :base_model_id, :since_ts, :created_ns)
+RETURNING id
+
+-- name: get_train_task
+SELECT * FROM train_tasks WHERE id = :id
+
+-- name: set_train_task_job
+UPDATE train_tasks SET job_id = :job_id WHERE id = :id
+
+-- name: start_train_task
+-- A (re)started run: a worker that died mid-training left it in a working status; the
+-- new attempt takes it over rather than making a second task.
+UPDATE train_tasks SET status = :status, started_ns = :now_ns, error = NULL, traceback = NULL
+WHERE id = :id AND status IN (SELECT value FROM json_each(:resumable))
+RETURNING id
+
+-- name: set_train_task_status
+UPDATE train_tasks SET status = :status
+WHERE id = :id AND status IN (SELECT value FROM json_each(:working))
+RETURNING id
+
+-- name: finish_train_task
+UPDATE train_tasks
+SET status = :status, model_id = :model_id, error = :error, traceback = :traceback,
+    finished_ns = :now_ns
+WHERE id = :id AND status IN (SELECT value FROM json_each(:working))
+RETURNING id
+
+-- name: tasks_in_status
+SELECT * FROM train_tasks WHERE status IN (SELECT value FROM json_each(:statuses)) ORDER BY id
+
+-- name: batch_train_tasks
+SELECT * FROM train_tasks WHERE batch = :batch ORDER BY id

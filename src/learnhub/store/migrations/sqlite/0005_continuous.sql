@@ -1,0 +1,64 @@
+-- Continuous learning. A batch is a named series of samples ('training') or of inference
+-- outputs ('inference'); its column schema is fixed by its first write. Rows live in chunks,
+-- sorted by ts: ts and is_train as packed arrays (cheap counts since t), the user's columns
+-- as one Arrow IPC stream.
+CREATE TABLE sample_batches (
+    kind       TEXT NOT NULL CHECK (kind IN ('training', 'inference')),
+    name       TEXT NOT NULL,
+    schema     TEXT NOT NULL,
+    last_ts    INTEGER NOT NULL,
+    created_ns INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+
+CREATE TABLE sample_chunks (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT NOT NULL,
+    batch      TEXT NOT NULL,
+    first_ts   INTEGER NOT NULL,
+    last_ts    INTEGER NOT NULL,
+    rows       INTEGER NOT NULL,
+    train_rows INTEGER NOT NULL,
+    ts         BLOB NOT NULL,
+    is_train   BLOB NOT NULL,
+    data       BLOB NOT NULL
+);
+
+CREATE INDEX sample_chunks_range ON sample_chunks (kind, batch, first_ts, last_ts);
+
+-- A model of a batch: its bytes are the learning-data artifact model/<batch> at `version`;
+-- its status is the user's (e.g. 'training', 'ready'), and it knows the data it learned from.
+CREATE TABLE models (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch        TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    metrics      TEXT NOT NULL,
+    mode         TEXT,
+    data_from_ts INTEGER,
+    data_to_ts   INTEGER,
+    task_id      INTEGER,
+    created_ns   INTEGER NOT NULL
+);
+
+CREATE INDEX models_latest ON models (batch, id);
+
+-- One training run of a batch, scratch or finetune, carried by a job. Its status is the
+-- user's working status while it runs, then 'done', 'failed' or 'dead' (past its time limit).
+CREATE TABLE train_tasks (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch         TEXT NOT NULL,
+    mode          TEXT NOT NULL CHECK (mode IN ('scratch', 'finetune')),
+    status        TEXT NOT NULL,
+    job_id        INTEGER,
+    base_model_id INTEGER,
+    since_ts      INTEGER,
+    model_id      INTEGER,
+    error         TEXT,
+    traceback     TEXT,
+    created_ns    INTEGER NOT NULL,
+    started_ns    INTEGER,
+    finished_ns   INTEGER
+);
+
+CREATE INDEX train_tasks_batch ON train_tasks (batch, id);
