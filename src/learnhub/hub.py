@@ -10,6 +10,9 @@ from typing import Any
 from learnhub import config as config_module
 from learnhub.ai.engine import AI, DAG_TASK
 from learnhub.config import Config
+from learnhub.continuous.models import Models
+from learnhub.continuous.samples import Samples
+from learnhub.continuous.training import Continuous
 from learnhub.jobs.queue import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PRIORITY,
@@ -39,6 +42,9 @@ class Hub:
         self.jobs.register(TaskDef(PRUNE_TASK, _prune, queue=BUILTIN_QUEUE, max_attempts=1))
         self.ai = AI(store, self.jobs, BUILTIN_QUEUE)
         self.jobs.register(TaskDef(DAG_TASK, self.ai.run_job, queue=BUILTIN_QUEUE, max_attempts=1))
+        self.samples = Samples(store)
+        self.models = Models(store, self.learning)
+        self.continuous = Continuous(self)
 
     def task(
         self,

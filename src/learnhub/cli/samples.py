@@ -1,0 +1,1 @@
+"""learnhub samples ... (stub: helper E implements it)."""

@@ -1,0 +1,1 @@
+"""learnhub train ... (stub: helper F implements it)."""
