@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 import redis
-from _common import terminate_as_interrupt
+from _common import cpu_model, learnhub_commit, terminate_as_interrupt, version
 from rich.console import Console
 from rich.table import Table
 
@@ -588,40 +588,6 @@ def overhead_part(
 
 
 # --- main -------------------------------------------------------------------------------
-
-
-def learnhub_commit() -> str | None:
-    """The commit of the learnhub source measured, + "-dirty" if src/ has uncommitted changes."""
-    root = Path(learnhub.__file__).resolve().parents[2]
-
-    def git(*argv: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", "-C", str(root), *argv], capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "--short=7", "HEAD")
-    if not commit:
-        return None
-    return commit + ("-dirty" if git("status", "--porcelain", "--", "src") else "")
-
-
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:

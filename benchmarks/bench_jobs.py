@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -47,7 +46,6 @@ import random
 import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -57,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import terminate_as_interrupt
+from _common import learnhub_commit, terminate_as_interrupt, version
 from rich.console import Console
 from rich.table import Table
 
@@ -606,35 +604,6 @@ def peers_available() -> tuple[list[str], list[str]]:
                 "(pip install -r benchmarks/requirements.txt)"
             )
     return found, notes
-
-
-def learnhub_commit() -> str | None:
-    """The commit of the learnhub source measured, + "-dirty" if src/ has uncommitted changes."""
-    root = Path(learnhub.__file__).resolve().parents[2]
-
-    def git(*argv: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", "-C", str(root), *argv], capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "--short=7", "HEAD")
-    if not commit:
-        return None
-    return commit + ("-dirty" if git("status", "--porcelain", "--", "src") else "")
-
-
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-# --- main -------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
