@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -63,6 +65,7 @@ def run(hub: Hub, socket_path: Path, console: Console) -> None:
         "(versions are content hashes)."
     )
     run_flow(hub, console)
+    run_continuous(hub, console)
     console.print("Next: [bold]learnhub serve[/bold], [bold]learnhub worker --app ...[/bold].")
 
 
@@ -95,3 +98,20 @@ def run_flow(hub: Hub, console: Console) -> None:
     job = hub.jobs.get(last.id)
     assert job is not None
     console.print(flow_tree(job, hub.jobs.list(flow=flow.id), hub.jobs.edges(flow.id)))
+
+
+def run_continuous(hub: Hub, console: Console) -> None:
+    """examples/continuous_sensors.py: samples stream in, models train and fine-tune."""
+    # The example is a script of the repository, not of the package: a wheel install has no
+    # examples/ and skips this part.
+    path = Path(__file__).resolve().parents[2] / "examples" / "continuous_sensors.py"
+    if not path.is_file():
+        console.print("(continuous learning: examples/continuous_sensors.py not found, skipped)")
+        return
+    spec = importlib.util.spec_from_file_location("continuous_sensors", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = example  # its dataclasses look their module up there
+    spec.loader.exec_module(example)
+    console.print("[bold]continuous learning[/bold]: sensor readings arrive in rounds")
+    example.run(hub, console)

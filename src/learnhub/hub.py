@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+import pyarrow as pa
 
 from learnhub import config as config_module
 from learnhub.ai.engine import AI, DAG_TASK
@@ -23,6 +26,8 @@ from learnhub.jobs.queue import (
 from learnhub.jobs.worker import JobContext, Worker, run_worker
 from learnhub.learning import Learning
 from learnhub.store import Store, open_store
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 PRUNE_TASK = "learnhub.prune"
 # The queue of learnhub's own jobs, which every hub can run without an app.
@@ -69,6 +74,31 @@ class Hub:
 
         return register
 
+    def trainer(
+        self,
+        min_start_count: int = 1000,
+        min_update_count: int = 200,
+        limit_time: float | str | timedelta = "30m",
+        working_status: str | Iterable[str] = ("training",),
+        plan_every: float | str | timedelta = "60s",
+    ) -> Callable[[F], F]:
+        """Register the training function ``fn(ctx)`` (one per hub: another replaces it); see
+        ``Continuous.trainer``."""
+        return self.continuous.trainer(
+            min_start_count, min_update_count, limit_time, working_status, plan_every
+        )
+
+    def infer(
+        self,
+        batch: str,
+        rows: Any,
+        fn: Callable[[Any, Any], Any],
+        available_status: str | Iterable[str] = ("ready",),
+    ) -> pa.Table:
+        """Run ``fn(rows, model)`` with the newest model of ``batch`` in ``available_status``
+        and store its outputs: see ``Continuous.infer``."""
+        return self.continuous.infer(batch, rows, fn, available_status)
+
     def worker(
         self,
         queues: Iterable[str] | None = None,
@@ -79,6 +109,7 @@ class Hub:
         """A worker for this hub's jobs (``worker.run()`` in a thread of your own); also
         keeps the built-in schedules, such as pruning succeeded jobs."""
         self.jobs.every(PRUNE_TASK, seconds=3600, args={"days": self.config.jobs.retention_days})
+        self.continuous.schedule()  # the training planner, when a trainer is registered
         return Worker(self, queues, concurrency, burst, self.config.jobs.lease_seconds, prefetch)
 
     def run_worker(

@@ -26,6 +26,14 @@ CREATE TABLE sample_chunks (
 
 CREATE INDEX sample_chunks_range ON sample_chunks (kind, batch, first_ts, last_ts);
 
+-- Out of line, never compressed: pglz would try (and fail) to compress every chunk of random
+-- features, which makes ingest ~5x slower; sorted ts arrays it does shrink, but then each
+-- count that straddles a chunk pays to decompress it.
+ALTER TABLE sample_chunks
+    ALTER COLUMN ts SET STORAGE EXTERNAL,
+    ALTER COLUMN is_train SET STORAGE EXTERNAL,
+    ALTER COLUMN data SET STORAGE EXTERNAL;
+
 -- A model of a batch: its bytes are the learning-data artifact model/<batch> at `version`;
 -- its status is the user's (e.g. 'training', 'ready'), and it knows the data it learned from.
 CREATE TABLE models (
