@@ -304,7 +304,8 @@ def test_nan_and_inf_are_stored_as_given(hub: learnhub.Hub) -> None:
     small = [*values[:5], 1e38]  # float32's range
     hub.samples.add("frame", pd.DataFrame({"x": values, "y": np.array(small, np.float32)}))
     hub.samples.add("dict", {"x": values, "y": pa.array(small, pa.float32())})
-    for batch in ("frame", "dict"):
+    hub.samples.add("series", {"x": pd.Series(values), "y": pd.Series(small, dtype="float32")})
+    for batch in ("frame", "dict", "series"):
         table = hub.samples.read(batch)
         assert table["x"].null_count == 0  # NaN stays NaN, not a missing value
         got = table["x"].to_numpy()
@@ -334,17 +335,24 @@ def test_schema_is_fixed_by_the_first_write(hub: learnhub.Hub) -> None:
     assert hub.samples.count("b") == 1  # nothing of those was written
     # Columns in another order, a wider or null type, and pandas' large strings are fine.
     hub.samples.add("b", {"s": ["b"], "n": [2], "x": [3]})
+    hub.samples.add("b", {"s": ["b2"], "n": [2], "x": [3.5]})  # only the order differs
     hub.samples.add("b", pd.DataFrame({"x": [4.0], "n": np.array([3], np.int8), "s": ["c"]}))
     hub.samples.add("b", [{"x": None, "n": 4, "s": None}])
     table = hub.samples.read("b")
     assert user_columns(table) == {
-        "x": [1.0, 3.0, 4.0, None],
-        "n": [1, 2, 3, 4],
-        "s": ["a", "b", "c", None],
+        "x": [1.0, 3.0, 3.5, 4.0, None],
+        "n": [1, 2, 2, 3, 4],
+        "s": ["a", "b", "b2", "c", None],
     }
     assert str(table.schema.field("n").type) == "int64"
     with pytest.raises(InvalidInput, match="does not fit"):
         hub.samples.add("b", {"x": [2**53 + 1], "n": [1], "s": ["a"]})
+    # Timestamps in another unit.
+    hub.samples.add("t", {"at": pa.array([1_000_000], pa.timestamp("us"))})
+    hub.samples.add("t", {"at": pa.array([2_000_000_000], pa.timestamp("ns"))})
+    with pytest.raises(InvalidInput, match="does not fit"):
+        hub.samples.add("t", {"at": pa.array([2_000_000_001], pa.timestamp("ns"))})
+    assert hub.samples.read("t")["at"].cast(pa.int64()).to_pylist() == [1_000_000, 2_000_000]
 
 
 def test_reserved_and_bad_arguments(hub: learnhub.Hub) -> None:

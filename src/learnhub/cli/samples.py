@@ -72,9 +72,10 @@ def add(
     seed: int | None,
     as_json: bool,
 ) -> None:
-    """Add the rows of FILE (CSV with a header line, JSON lines, or Parquet) to BATCH.
+    """Add the rows of FILE (CSV, JSON lines or Parquet) to BATCH.
 
-    All or nothing: the whole file is read, then written in one transaction. A ts column
+    A CSV file starts with a line of column names. All or nothing: the whole file is read
+    (in record batches, under a progress bar), then written in one transaction. A ts column
     (int ns since the epoch, or timestamps) gives the samples' timestamps; else they are
     the arrival time, +1 ns per row.
     """
@@ -102,7 +103,13 @@ def add(
 @click.argument("batch")
 @click.option("--since", type=int, metavar="NS", help="Only samples with ts >= NS.")
 @click.option("--split", type=click.Choice(SPLITS), help="Only training or validation samples.")
-@click.option("--kind", type=click.Choice(KINDS), default="training", show_default=True)
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default="training",
+    show_default=True,
+    help="Training samples, or inference outputs (hub.infer).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def count(
     db: str | None, batch: str, since: int | None, split: str | None, kind: str, as_json: bool
@@ -119,7 +126,13 @@ def count(
 
 @samples.command(name="ls")
 @common_options
-@click.option("--kind", type=click.Choice([*KINDS, "all"]), default="all", show_default=True)
+@click.option(
+    "--kind",
+    type=click.Choice([*KINDS, "all"]),
+    default="all",
+    show_default=True,
+    help="Only batches of training samples, or of inference outputs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def ls(db: str | None, kind: str, as_json: bool) -> None:
     """List the batches: their samples, time range and columns."""

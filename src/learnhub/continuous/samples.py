@@ -87,9 +87,9 @@ class Samples:
         ``validation_ratio`` (``seed`` makes the draws reproducible).
 
         The first write fixes the batch's columns and types; later writes must have the same
-        columns (in any order) with the same types, except that they may widen: null to any
-        type, integer to a wider integer or to float, float32 to float64, string to
-        large_string and back (values that do not fit are rejected).
+        columns (in any order) with the same types, except for safe conversions: null to any
+        type, integer to integer or float, float32 to float64, string to large_string and
+        back, a timestamp to another unit (values that do not fit are rejected).
         """
         _check_batch(batch, kind)
         if not 0.0 <= validation_ratio <= 1.0:
@@ -156,7 +156,7 @@ class Samples:
             row = tx.one("sample_batch", kind=kind, name=batch)
             assert row is not None
             fixed = json.loads(row["schema"])
-            if fixed != schema:
+            if list(fixed.items()) != list(schema.items()):  # another order or type
                 blobs = _encode(_conform(table, fixed, batch))
             for i, data in enumerate(blobs):
                 part = slice(i * CHUNK_ROWS, (i + 1) * CHUNK_ROWS)
@@ -315,7 +315,13 @@ def _to_table(rows: Any) -> pa.Table:
         elif _is_dataframe(rows):
             table = _from_pandas(rows)
         elif isinstance(rows, Mapping):
-            table = pa.table({_name(k): v for k, v in rows.items()})
+            pandas = sys.modules.get("pandas")
+            table = pa.table(
+                {
+                    _name(k): _from_series(v) if pandas and isinstance(v, pandas.Series) else v
+                    for k, v in rows.items()
+                }
+            )
         elif isinstance(rows, Sequence) and not isinstance(rows, str | bytes):
             if not all(isinstance(r, Mapping) for r in rows):
                 raise InvalidInput("a list of rows must hold only dicts (column -> value)")
@@ -344,16 +350,19 @@ def _is_dataframe(rows: Any) -> bool:
 
 
 def _from_pandas(df: pd.DataFrame) -> pa.Table:
+    """Column by column: pa.Table.from_pandas costs ~1 ms a call (it starts threads), which
+    small writes feel, and it reads NaN as missing, where samples keep NaN as given."""
     if not df.columns.is_unique:
         dupes = sorted({str(n) for n in df.columns[df.columns.duplicated()]})
         raise InvalidInput(f"column names must be unique; repeated: {', '.join(dupes)}")
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    # from_pandas reads NaN in float columns as missing (null); samples keep NaN as given.
-    for i, dtype in enumerate(df.dtypes):
-        if isinstance(dtype, np.dtype) and dtype.kind == "f":
-            values = pa.array(df.iloc[:, i].to_numpy(), from_pandas=False)
-            table = table.set_column(i, table.field(i).name, values)
-    return table
+    arrays = [_from_series(column) for _, column in df.items()]
+    return pa.Table.from_arrays(arrays, names=[str(name) for name in df.columns])
+
+
+def _from_series(column: pd.Series) -> pa.Array:
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+        return pa.array(column.to_numpy(), from_pandas=False)  # numbers: no copy, NaN kept
+    return pa.array(column, from_pandas=True)  # strings, datetimes, nullable types ...
 
 
 def _name(key: Any) -> str:
@@ -426,6 +435,7 @@ def _widening(got: pa.DataType, want: str) -> pa.DataType | None:
         t.is_null(got)
         or (t.is_integer(got) and (t.is_integer(target) or t.is_floating(target)))
         or (t.is_floating(got) and t.is_floating(target) and got.bit_width <= target.bit_width)
+        or (t.is_timestamp(got) and t.is_timestamp(target) and got.tz == target.tz)
         or ({str(got), want} <= {"string", "large_string"})
         or ({str(got), want} <= {"binary", "large_binary"})
     ):
