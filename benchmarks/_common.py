@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import os
 import platform
 import signal
 import subprocess
@@ -62,3 +63,54 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+class PgSchemas:
+    """Schemas a benchmark makes in one PostgreSQL database, each seen alone through the URL
+    ``url(name)`` returns, all dropped by ``close()``."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import psycopg
+
+        self.base_url = url
+        self.prefix = f"{prefix}_{os.getpid()}"
+        self.admin = psycopg.connect(url, autocommit=True, connect_timeout=5)
+        self.made: set[str] = set()
+
+    def url(self, name: str) -> str:
+        """A fresh schema ``name`` and a URL whose connections see only it."""
+        schema = f"{self.prefix}_{name}"
+        self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        self.admin.execute(f'CREATE SCHEMA "{schema}"')
+        self.made.add(schema)
+        sep = "&" if "?" in self.base_url else "?"
+        return f"{self.base_url}{sep}options=-csearch_path%3D{schema}"
+
+    def drop(self, *names: str) -> None:
+        for name in names:
+            schema = f"{self.prefix}_{name}"
+            self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            self.made.discard(schema)
+
+    def close(self) -> None:
+        if self.made:
+            import psycopg
+
+            # The admin connection may have been interrupted mid-query: use a fresh one.
+            with psycopg.connect(self.base_url, autocommit=True, connect_timeout=5) as conn:
+                for schema in list(self.made):
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                    self.made.discard(schema)
+        self.admin.close()
+
+
+def pg_schemas(url: str, prefix: str) -> tuple[PgSchemas | None, str | None]:
+    """Schemas on the server at ``url``, or None and why not (a note for the output)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return None, "psycopg is not installed (pip install 'learnhub[postgres]')"
+    try:
+        return PgSchemas(url, prefix), None
+    except Exception as exc:  # unreachable, auth, no such database ...
+        return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"

@@ -55,7 +55,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import cpu_model, learnhub_commit, terminate_as_interrupt, version
+from _common import (
+    PgSchemas,
+    cpu_model,
+    learnhub_commit,
+    pg_schemas,
+    terminate_as_interrupt,
+    version,
+)
 from rich.console import Console
 from rich.table import Table
 
@@ -233,51 +240,25 @@ class PostgresBaseline(Baseline):
 class PostgresBackend(Backend):
     name = "PostgreSQL"
 
-    def __init__(self, url: str) -> None:
-        import psycopg
-
-        self.base_url = url
-        self.admin = psycopg.connect(url, autocommit=True, connect_timeout=5)
-        self.prefix = f"lhbench_samples_{os.getpid()}"
-        self.schemas: set[str] = set()
+    def __init__(self, schemas: PgSchemas) -> None:
+        self.schemas = schemas
 
     def url(self, tag: str) -> str:
-        schema = f"{self.prefix}_{tag}"
-        self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        self.admin.execute(f'CREATE SCHEMA "{schema}"')
-        self.schemas.add(schema)
-        sep = "&" if "?" in self.base_url else "?"
-        return f"{self.base_url}{sep}options=-csearch_path%3D{schema}"
+        return self.schemas.url(tag)
 
     def baseline(self, url: str) -> Baseline:
         return PostgresBaseline(url)
 
     def cleanup(self, tag: str) -> None:
-        schema = f"{self.prefix}_{tag}"
-        self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        self.schemas.discard(schema)
+        self.schemas.drop(tag)
 
     def close(self) -> None:
-        if self.schemas:
-            import psycopg
-
-            # The admin connection may have been interrupted mid-query: use a fresh one.
-            with psycopg.connect(self.base_url, autocommit=True, connect_timeout=5) as conn:
-                for schema in list(self.schemas):
-                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                    self.schemas.discard(schema)
-        self.admin.close()
+        self.schemas.close()
 
 
 def postgres_backend(url: str) -> tuple[PostgresBackend | None, str | None]:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return None, "psycopg is not installed (pip install 'learnhub[postgres]')"
-    try:
-        return PostgresBackend(url), None
-    except Exception as exc:  # unreachable, auth, no such database ...
-        return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+    schemas, why = pg_schemas(url, "lhbench_samples")
+    return (PostgresBackend(schemas) if schemas else None), why
 
 
 # --- measurements -----------------------------------------------------------------------

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import terminate_as_interrupt
+from _common import PgSchemas, pg_schemas, terminate_as_interrupt
 from rich.console import Console
 from rich.table import Table
 
@@ -250,54 +250,25 @@ class PostgresBare(Bare):
 class PostgresBackend(Backend):
     name = "PostgreSQL"
 
-    def __init__(self, url: str) -> None:
-        import psycopg
-
-        self.url = url
-        self.admin = psycopg.connect(url, autocommit=True, connect_timeout=5)
-        self.prefix = f"lhbench_{os.getpid()}"
-        self.schemas: set[str] = set()
-
-    def _schema(self, name: str) -> str:
-        schema = f"{self.prefix}_{name}"
-        self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        self.admin.execute(f'CREATE SCHEMA "{schema}"')
-        self.schemas.add(schema)
-        sep = "&" if "?" in self.url else "?"
-        return f"{self.url}{sep}options=-csearch_path%3D{schema}"
+    def __init__(self, schemas: PgSchemas) -> None:
+        self.schemas = schemas
 
     def learnhub_url(self, tag: str) -> str:
-        return self._schema(f"hub_{tag}")
+        return self.schemas.url(f"hub_{tag}")
 
     def bare(self, tag: str) -> Bare:
-        return PostgresBare(self._schema(f"bare_{tag}"))
+        return PostgresBare(self.schemas.url(f"bare_{tag}"))
 
     def cleanup(self, tag: str) -> None:
-        for schema in [s for s in self.schemas if s.endswith(f"_{tag}")]:
-            self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            self.schemas.discard(schema)
+        self.schemas.drop(f"hub_{tag}", f"bare_{tag}")
 
     def close(self) -> None:
-        if self.schemas:
-            import psycopg
-
-            # The admin connection may have been interrupted mid-query: use a fresh one.
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
-                for schema in list(self.schemas):
-                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                    self.schemas.discard(schema)
-        self.admin.close()
+        self.schemas.close()
 
 
 def postgres_backend(url: str) -> tuple[PostgresBackend | None, str | None]:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return None, "psycopg is not installed (pip install 'learnhub[postgres]')"
-    try:
-        return PostgresBackend(url), None
-    except Exception as exc:  # unreachable, auth, no such database ...
-        return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+    schemas, why = pg_schemas(url, "lhbench")
+    return (PostgresBackend(schemas) if schemas else None), why
 
 
 # --- one round --------------------------------------------------------------------------
