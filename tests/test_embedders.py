@@ -253,7 +253,8 @@ def test_not_installed_embedder_says_what_to_install(registry) -> None:
 
 @needs_minilm
 def test_default_is_minilm_when_installed() -> None:
-    assert available() == ["hashing", "minilm"]
+    # Other test modules register embedders of their own in this process.
+    assert {"hashing", "minilm"} <= set(available())
     assert default_name() == "minilm"
     emb = get_embedder()
     assert emb.name == "minilm"

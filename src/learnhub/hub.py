@@ -16,6 +16,7 @@ from learnhub.config import Config
 from learnhub.continuous.models import Models
 from learnhub.continuous.samples import Samples
 from learnhub.continuous.training import Continuous
+from learnhub.embed import Embeddings
 from learnhub.jobs.queue import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PRIORITY,
@@ -50,6 +51,7 @@ class Hub:
         self.samples = Samples(store)
         self.models = Models(store, self.learning)
         self.continuous = Continuous(self)
+        self.embed = Embeddings(store)
 
     def task(
         self,

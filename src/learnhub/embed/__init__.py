@@ -10,10 +10,12 @@ from learnhub.embed.embedders import (
     get_embedder,
     register,
 )
+from learnhub.embed.store import Embeddings
 
 __all__ = [
     "MAX_CHARS",
     "Embedder",
+    "Embeddings",
     "HashingEmbedder",
     "MiniLMEmbedder",
     "available",

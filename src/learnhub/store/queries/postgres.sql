@@ -446,3 +446,41 @@ SELECT * FROM train_tasks WHERE status IN (SELECT jsonb_array_elements_text(CAST
 
 -- name: batch_train_tasks
 SELECT * FROM train_tasks WHERE batch = %(batch)s ORDER BY id
+
+-- embed ------------------------------------------------------------------------------------
+
+-- name: embed_hashes
+-- The stored text hashes of these refs (:refs, a JSON array) under one model.
+SELECT ref, hash FROM embeddings
+WHERE model = %(model)s AND ref IN (SELECT jsonb_array_elements_text(CAST(%(refs)s AS jsonb)))
+
+-- name: embed_put
+INSERT INTO embeddings (model, ref, hash, dim, vector, updated_ns)
+VALUES (%(model)s, %(ref)s, %(hash)s, %(dim)s, %(vector)s, %(updated_ns)s)
+ON CONFLICT (model, ref) DO UPDATE
+SET hash = excluded.hash, dim = excluded.dim, vector = excluded.vector,
+    updated_ns = excluded.updated_ns
+
+-- name: embed_get
+SELECT ref, hash, dim, vector, updated_ns FROM embeddings
+WHERE model = %(model)s AND ref = %(ref)s
+
+-- name: embed_lock
+-- Serialises embedding writers, so updated_ns grows in commit order (a reader that saw
+-- updated_ns T never misses a row committed later with a smaller one).
+SELECT pg_advisory_xact_lock(727473)
+
+-- name: embed_max_ns
+SELECT max(updated_ns) AS ns FROM embeddings WHERE model = %(model)s
+
+-- name: embed_since
+-- Rows written after :since, oldest first: what a search index has not seen yet.
+SELECT ref, dim, vector, updated_ns FROM embeddings
+WHERE model = %(model)s AND updated_ns > %(since)s
+ORDER BY updated_ns
+
+-- name: embed_delete
+DELETE FROM embeddings WHERE model = %(model)s AND ref = %(ref)s
+
+-- name: embed_count
+SELECT count(*) AS n FROM embeddings WHERE model = %(model)s

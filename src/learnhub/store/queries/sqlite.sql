@@ -442,3 +442,39 @@ SELECT * FROM train_tasks WHERE status IN (SELECT value FROM json_each(:statuses
 
 -- name: batch_train_tasks
 SELECT * FROM train_tasks WHERE batch = :batch ORDER BY id
+
+-- embed ------------------------------------------------------------------------------------
+
+-- name: embed_hashes
+-- The stored text hashes of these refs (:refs, a JSON array) under one model.
+SELECT ref, hash FROM embeddings
+WHERE model = :model AND ref IN (SELECT value FROM json_each(:refs))
+
+-- name: embed_put
+INSERT INTO embeddings (model, ref, hash, dim, vector, updated_ns)
+VALUES (:model, :ref, :hash, :dim, :vector, :updated_ns)
+ON CONFLICT (model, ref) DO UPDATE
+SET hash = excluded.hash, dim = excluded.dim, vector = excluded.vector,
+    updated_ns = excluded.updated_ns
+
+-- name: embed_get
+SELECT ref, hash, dim, vector, updated_ns FROM embeddings WHERE model = :model AND ref = :ref
+
+-- name: embed_lock
+-- BEGIN IMMEDIATE already holds the write lock; nothing more to take.
+SELECT 1
+
+-- name: embed_max_ns
+SELECT max(updated_ns) AS ns FROM embeddings WHERE model = :model
+
+-- name: embed_since
+-- Rows written after :since, oldest first: what a search index has not seen yet.
+SELECT ref, dim, vector, updated_ns FROM embeddings
+WHERE model = :model AND updated_ns > :since
+ORDER BY updated_ns
+
+-- name: embed_delete
+DELETE FROM embeddings WHERE model = :model AND ref = :ref
+
+-- name: embed_count
+SELECT count(*) AS n FROM embeddings WHERE model = :model
