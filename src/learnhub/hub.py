@@ -17,6 +17,7 @@ from learnhub.continuous.models import Models
 from learnhub.continuous.samples import Samples
 from learnhub.continuous.training import Continuous
 from learnhub.embed import Embeddings
+from learnhub.embed.related import TASKS as EMBED_TASKS
 from learnhub.jobs.queue import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PRIORITY,
@@ -52,6 +53,8 @@ class Hub:
         self.models = Models(store, self.learning)
         self.continuous = Continuous(self)
         self.embed = Embeddings(store)
+        for embed_task in EMBED_TASKS:  # embed, similar, rerank: the related-items flow
+            self.jobs.register(embed_task)
 
     def task(
         self,

@@ -10,9 +10,21 @@ from learnhub.embed.embedders import (
     get_embedder,
     register,
 )
+from learnhub.embed.related import (
+    AD_HOC_PRIORITY,
+    BACKLOG_PRIORITY,
+    MEETING_PRIORITY,
+    embed_backlog,
+    register_template,
+    register_text_source,
+    related,
+)
 from learnhub.embed.store import Embeddings
 
 __all__ = [
+    "AD_HOC_PRIORITY",
+    "BACKLOG_PRIORITY",
+    "MEETING_PRIORITY",
     "MAX_CHARS",
     "Embedder",
     "Embeddings",
@@ -20,6 +32,10 @@ __all__ = [
     "MiniLMEmbedder",
     "available",
     "default_name",
+    "embed_backlog",
     "get_embedder",
     "register",
+    "register_template",
+    "register_text_source",
+    "related",
 ]
