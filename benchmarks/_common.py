@@ -7,7 +7,9 @@ import importlib.metadata
 import os
 import platform
 import signal
+import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,3 +116,28 @@ def pg_schemas(url: str, prefix: str) -> tuple[PgSchemas | None, str | None]:
         return PgSchemas(url, prefix), None
     except Exception as exc:  # unreachable, auth, no such database ...
         return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+
+
+def accepts(sock: Path) -> bool:
+    """Whether a server accepts connections on the UNIX socket ``sock`` yet."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(sock))
+        except OSError:
+            return False
+    return True
+
+
+def terminate(popen: subprocess.Popen[bytes], name: str, timeout: float) -> int:
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL; the exit code (learnhub exits 0)."""
+    if popen.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{name} ignored SIGTERM for {timeout:.0f}s; killing", file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError):
+                popen.kill()
+            popen.wait()
+    return popen.returncode

@@ -40,8 +40,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,7 +54,7 @@ from typing import Any
 
 import numpy as np
 import redis
-from _common import cpu_model, learnhub_commit, terminate_as_interrupt, version
+from _common import accepts, cpu_model, learnhub_commit, terminate, terminate_as_interrupt, version
 from rich.console import Console
 from rich.table import Table
 
@@ -133,12 +131,8 @@ def start_server(tmp: Path) -> tuple[Server, Path]:
             raise RuntimeError(
                 f"learnhub serve exited with code {popen.returncode}:\n{server.tail()}"
             )
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(str(sock))
-                return server, sock
-            except OSError:
-                pass
+        if accepts(sock):
+            return server, sock
         if time.monotonic() > deadline:
             stop_server(server)
             raise RuntimeError(f"learnhub serve did not accept on {sock} in {START_TIMEOUT_S}s")
@@ -146,19 +140,7 @@ def start_server(tmp: Path) -> tuple[Server, Path]:
 
 
 def stop_server(server: Server) -> None:
-    """SIGTERM, wait, then SIGKILL; records the exit code (learnhub should exit 0)."""
-    popen = server.popen
-    if popen.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            popen.send_signal(signal.SIGTERM)
-        try:
-            popen.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            err.print(f"[yellow]learnhub ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; killing[/]")
-            with contextlib.suppress(ProcessLookupError):
-                popen.kill()
-            popen.wait()
-    server.exit_code = popen.returncode
+    server.exit_code = terminate(server.popen, "learnhub serve", STOP_TIMEOUT_S)
 
 
 # --- models -----------------------------------------------------------------------------

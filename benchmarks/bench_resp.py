@@ -26,8 +26,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from _common import terminate_as_interrupt
+from _common import accepts, terminate, terminate_as_interrupt
 from rich.console import Console
 from rich.table import Table
 
@@ -94,12 +92,8 @@ def start(name: str, argv: list[str], sock: Path, workdir: Path) -> Proc:
                 f"{name} exited with code {popen.returncode} before accepting connections:\n"
                 + proc.tail()
             )
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(str(sock))
-                return proc
-            except OSError:
-                pass
+        if accepts(sock):
+            return proc
         if time.monotonic() > deadline:
             stop(proc)
             raise RuntimeError(f"{name} did not accept on {sock} within {START_TIMEOUT_S:.0f}s")
@@ -107,19 +101,7 @@ def start(name: str, argv: list[str], sock: Path, workdir: Path) -> Proc:
 
 
 def stop(proc: Proc) -> None:
-    """SIGTERM, wait, then SIGKILL; records the exit code (learnhub should exit 0)."""
-    popen = proc.popen
-    if popen.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            popen.send_signal(signal.SIGTERM)
-        try:
-            popen.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            err.print(f"[yellow]{proc.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; killing[/]")
-            with contextlib.suppress(ProcessLookupError):
-                popen.kill()
-            popen.wait()
-    proc.exit_code = popen.returncode
+    proc.exit_code = terminate(proc.popen, proc.name, STOP_TIMEOUT_S)
 
 
 # --- measuring --------------------------------------------------------------------------
