@@ -19,10 +19,8 @@ from learnhub.embed import (
     AD_HOC_PRIORITY,
     BACKLOG_PRIORITY,
     MEETING_PRIORITY,
-    embed_backlog,
     get_embedder,
     register,
-    related,
 )
 from learnhub.embed.embedders import minilm_installed
 from learnhub.embed.related import strip_header
@@ -81,15 +79,15 @@ def test_priorities_are_ordered() -> None:
 
 def test_related_flow_end_to_end(hub: learnhub.Hub) -> None:
     published = Published(hub)
-    backlog = embed_backlog(hub, history(1), model="hashing", rerank_template="strip_header")
+    backlog = hub.embed.backlog(history(1), model="hashing", rerank_template="strip_header")
     assert {hub.jobs.get(j).priority for j in backlog} == {BACKLOG_PRIORITY}  # type: ignore[union-attr]
     burst(hub)
     assert hub.embed.count("hashing") == 54
     assert hub.embed.count("hashing@strip_header") == 54
 
     items = meeting(1)
-    flow_id = related(
-        hub, "meeting-1", items, publish="collect", k=3, rerank_template="strip_header",
+    flow_id = hub.embed.related(
+        "meeting-1", items, publish="collect", k=3, rerank_template="strip_header",
         model="hashing",
     )  # fmt: skip
     burst(hub)
@@ -117,7 +115,7 @@ def test_related_flow_end_to_end(hub: learnhub.Hub) -> None:
 def test_flow_graph_is_a_real_fan_in(hub: learnhub.Hub) -> None:
     Published(hub)
     items = dict(list(meeting(2).items())[:4])
-    flow_id = related(hub, "meeting-2", items, publish="collect", k=2, model="hashing")
+    flow_id = hub.embed.related("meeting-2", items, publish="collect", k=2, model="hashing")
     jobs = {j.id: j for j in hub.jobs.list(flow=flow_id, limit=1000)}
     by_task: dict[str, list[Any]] = {}
     for j in jobs.values():
@@ -148,13 +146,13 @@ def test_flow_graph_is_a_real_fan_in(hub: learnhub.Hub) -> None:
 
 def test_failed_embeds_ignored_for_others_cancel_own_branch(hub: learnhub.Hub) -> None:
     published = Published(hub)
-    embed_backlog(hub, history(3), model="test-boom", rerank_template="strip_header")
+    hub.embed.backlog(history(3), model="test-boom", rerank_template="strip_header")
     burst(hub)
     items = meeting(3)
     bad = "meeting-3/d2"
     items[bad] = items[bad] + " BOOM"
-    flow_id = related(
-        hub, "meeting-3", items, publish="collect", k=4, rerank_template="strip_header",
+    flow_id = hub.embed.related(
+        "meeting-3", items, publish="collect", k=4, rerank_template="strip_header",
         model="test-boom",
     )  # fmt: skip
     burst(hub)
@@ -180,15 +178,17 @@ def test_bad_input_is_rejected(hub: learnhub.Hub) -> None:
     Published(hub)
     items = meeting(4)
     with pytest.raises(InvalidInput, match="publish"):
-        related(hub, "meeting-4", items, publish="nope", model="hashing")
+        hub.embed.related("meeting-4", items, publish="nope", model="hashing")
     with pytest.raises(InvalidInput, match="template"):
-        related(hub, "meeting-4", items, publish="collect", rerank_template="x", model="hashing")
+        hub.embed.related(
+            "meeting-4", items, publish="collect", rerank_template="x", model="hashing"
+        )
     with pytest.raises(InvalidInput, match="empty"):
-        related(hub, "meeting-4", {"meeting-4/d1": " "}, publish="collect", model="hashing")
+        hub.embed.related("meeting-4", {"meeting-4/d1": " "}, publish="collect", model="hashing")
     with pytest.raises(InvalidInput, match="unknown embedder"):
-        related(hub, "meeting-4", items, publish="collect", model="nope")
+        hub.embed.related("meeting-4", items, publish="collect", model="nope")
     with pytest.raises(InvalidInput, match="k must"):
-        related(hub, "meeting-4", items, publish="collect", k=0, model="hashing")
+        hub.embed.related("meeting-4", items, publish="collect", k=0, model="hashing")
     assert hub.jobs.list(queue="embed") == []
 
 
@@ -196,13 +196,13 @@ def test_bad_input_is_rejected(hub: learnhub.Hub) -> None:
 def test_minilm_labelled_pairs_are_in_the_top_3(tmp_path: Path) -> None:
     with learnhub.open(f"sqlite:///{tmp_path / 'hub.db'}") as hub:
         published = Published(hub)
-        embed_backlog(hub, history(), model="minilm", rerank_template="strip_header")
+        hub.embed.backlog(history(), model="minilm", rerank_template="strip_header")
         burst(hub)
         groups = sorted({a.split("/")[0] for a, _ in PAIRS} | {b.split("/")[0] for _, b in PAIRS})
         t0 = time.perf_counter()
         for i, g in enumerate(groups):
-            related(
-                hub, g, meeting(int(g.split("-")[1])), publish="collect", k=3,
+            hub.embed.related(
+                g, meeting(int(g.split("-")[1])), publish="collect", k=3,
                 rerank_template="strip_header", model="minilm",
             )  # fmt: skip
             if i == 0:

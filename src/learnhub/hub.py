@@ -17,7 +17,6 @@ from learnhub.continuous.models import Models
 from learnhub.continuous.samples import Samples
 from learnhub.continuous.training import Continuous
 from learnhub.embed import Embeddings
-from learnhub.embed.related import TASKS as EMBED_TASKS
 from learnhub.jobs.queue import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PRIORITY,
@@ -52,9 +51,7 @@ class Hub:
         self.samples = Samples(store)
         self.models = Models(store, self.learning)
         self.continuous = Continuous(self)
-        self.embed = Embeddings(store)
-        for embed_task in EMBED_TASKS:  # embed, similar, rerank: the related-items flow
-            self.jobs.register(embed_task)
+        self.embed = Embeddings(store, self.jobs)
 
     def task(
         self,

@@ -1,4 +1,5 @@
-"""Embeddings: embedders registered by name (vector index and related items build on these)."""
+"""Embeddings: embedders registered by name, ``hub.embed`` (persisted vectors, search, the
+related-items flow)."""
 
 from learnhub.embed.embedders import (
     MAX_CHARS,
@@ -14,10 +15,8 @@ from learnhub.embed.related import (
     AD_HOC_PRIORITY,
     BACKLOG_PRIORITY,
     MEETING_PRIORITY,
-    embed_backlog,
     register_template,
     register_text_source,
-    related,
 )
 from learnhub.embed.store import Embeddings
 
@@ -32,10 +31,8 @@ __all__ = [
     "MiniLMEmbedder",
     "available",
     "default_name",
-    "embed_backlog",
     "get_embedder",
     "register",
     "register_template",
     "register_text_source",
-    "related",
 ]

@@ -41,7 +41,7 @@ from learnhub.jobs.model import PermanentError
 from learnhub.jobs.queue import TaskDef
 
 if TYPE_CHECKING:
-    from learnhub.hub import Hub
+    from learnhub.jobs.queue import Jobs
     from learnhub.jobs.worker import JobContext
 
 __all__ = [
@@ -251,11 +251,26 @@ TASKS = (
 # --- producing -----------------------------------------------------------------------------
 
 
+def _publish_task(jobs: Jobs, publish: str | Callable[..., Any]) -> str:
+    """The task name of ``publish``; a function is registered as a task on first use."""
+    if isinstance(publish, str):
+        if publish not in jobs.tasks:
+            raise InvalidInput(f"publish must be a registered task name; {publish!r} is not one")
+        return publish
+    if not callable(publish):
+        raise InvalidInput(f"publish must be a task name or a function, got {publish!r}")
+    name = f"{publish.__module__}.{publish.__qualname__}"
+    known = jobs.tasks.get(name)
+    if known is None or known.fn is not publish:
+        jobs.register(TaskDef(name, publish, queue=EMBED_QUEUE, priority=MEETING_PRIORITY))
+    return name
+
+
 def related(
-    hub: Hub,
+    jobs: Jobs,
     group: str,
     items: Mapping[str, str],
-    publish: str,
+    publish: str | Callable[..., Any],
     k: int = 5,
     rerank_template: str | None = None,
     model: str | None = None,
@@ -264,8 +279,9 @@ def related(
     texts: str | None = None,
 ) -> str:
     """Submit the related-items flow of ``group`` (its ``items``: ``{ref: text}``) and
-    return its flow id. ``publish``: a registered task, called per item with
-    ``ref`` and ``related`` (``[[ref, score], ...]``, the best ``k``, none of the group).
+    return its flow id. ``publish``: a registered task name, or a function (registered as
+    a task on the ``embed`` queue, named by its module and qualified name), called per item
+    with ``ref`` and ``related`` (``[[ref, score], ...]``, the best ``k``, none of the group).
     ``candidates``: how many neighbours ``similar`` hands to ``rerank`` (default ``3 * k``)."""
     if not isinstance(group, str) or not group:
         raise InvalidInput(f"group must be a non-empty string, got {group!r}")
@@ -281,14 +297,13 @@ def related(
     n = 3 * k if candidates is None else candidates
     if isinstance(n, bool) or not isinstance(n, int) or n < k:
         raise InvalidInput(f"candidates must be an integer >= k ({k}), got {candidates!r}")
-    if publish not in hub.jobs.tasks:
-        raise InvalidInput(f"publish must be a registered task name; {publish!r} is not one")
+    publish = _publish_task(jobs, publish)
     if texts is not None and texts not in _text_sources:
         raise InvalidInput(f"unknown text source {texts!r}; register it first")
     model = get_embedder(model).name
     rerank_model(model, rerank_template)  # validates the template
     refs = list(items)
-    flow = hub.jobs.flow(f"related-{group}", priority=priority)
+    flow = jobs.flow(f"related-{group}", priority=priority)
     start = flow.add(START_TASK, {"group": group, "n": len(refs)})
     embeds = {
         r: flow.add(
@@ -326,7 +341,7 @@ def related(
 
 
 def embed_backlog(
-    hub: Hub,
+    jobs: Jobs,
     items: Mapping[str, str],
     model: str | None = None,
     rerank_template: str | None = None,
@@ -346,4 +361,4 @@ def embed_backlog(
         }
         for i in range(0, len(refs), batch)
     ]
-    return [j.id for j in hub.jobs.enqueue_many(EMBED_TASK, args, priority=priority)]
+    return [j.id for j in jobs.enqueue_many(EMBED_TASK, args, priority=priority)]

@@ -20,13 +20,15 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from learnhub.embed import related as related_flow
 from learnhub.embed.embedders import Embedder, get_embedder
 from learnhub.errors import InvalidInput
+from learnhub.jobs.queue import Jobs
 from learnhub.store import Store
 
 __all__ = ["Embeddings"]
@@ -128,8 +130,11 @@ class _Index:
 class Embeddings:
     """``hub.embed``: persisted embeddings of texts by ref, and exact search over them."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, jobs: Jobs) -> None:
         self.store = store
+        self._jobs = jobs
+        for task in related_flow.TASKS:  # embed, similar, rerank: the related-items flow
+            jobs.register(task)
         self._lock = threading.RLock()
         self._indexes: dict[str, _Index] = {}
         self.recount_seconds = 1.0
@@ -204,6 +209,41 @@ class Embeddings:
             if index is not None:
                 index.remove(ref)
         return gone
+
+    # --- the related-items flow ----------------------------------------------------------
+
+    def related(
+        self,
+        group: str,
+        items: Mapping[str, str],
+        publish: str | Callable[..., Any],
+        k: int = 5,
+        rerank_template: str | None = None,
+        model: str | None = None,
+        priority: int = related_flow.MEETING_PRIORITY,
+        candidates: int | None = None,
+        texts: str | None = None,
+    ) -> str:
+        """Submit the related-items flow of ``group`` and return its flow id: see
+        :mod:`learnhub.embed.related`."""
+        return related_flow.related(
+            self._jobs, group, items, publish, k, rerank_template, model, priority,
+            candidates, texts,
+        )  # fmt: skip
+
+    def backlog(
+        self,
+        items: Mapping[str, str],
+        model: str | None = None,
+        rerank_template: str | None = None,
+        priority: int = related_flow.BACKLOG_PRIORITY,
+        batch: int = related_flow.BATCH_SIZE,
+    ) -> list[int]:
+        """Enqueue ``embed`` jobs for a backlog ``{ref: text}``, ``batch`` texts each (at
+        backlog priority); returns their job ids. Unchanged texts are not embedded again."""
+        return related_flow.embed_backlog(
+            self._jobs, items, model, rerank_template, priority, batch
+        )
 
     # --- reading ---------------------------------------------------------------------------
 
