@@ -112,6 +112,24 @@ def test_related_flow_end_to_end(hub: learnhub.Hub) -> None:
     assert abs(float(full[0] @ full[1]) - score) > 1e-3
 
 
+def test_publish_may_be_a_function(hub: learnhub.Hub) -> None:
+    got: dict[str, list[list[Any]]] = {}
+
+    def post_to_channel(ctx: Any, ref: str, related: list[list[Any]]) -> None:
+        got[ref] = related
+
+    hub.embed.backlog(history(5), model="hashing")
+    items = dict(list(meeting(5).items())[:2])
+    hub.embed.related("meeting-5", items, publish=post_to_channel, k=2, model="hashing")
+    burst(hub)
+    assert set(got) == set(items)
+    assert all(len(r) == 2 and not r[0][0].startswith("meeting-5/") for r in got.values())
+    name = f"{__name__}.test_publish_may_be_a_function.<locals>.post_to_channel"
+    assert hub.jobs.tasks[name].fn is post_to_channel
+    with pytest.raises(InvalidInput, match="task name or a function"):
+        hub.embed.related("meeting-5", items, publish=42, model="hashing")  # type: ignore
+
+
 def test_flow_graph_is_a_real_fan_in(hub: learnhub.Hub) -> None:
     Published(hub)
     items = dict(list(meeting(2).items())[:4])

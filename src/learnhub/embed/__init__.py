@@ -1,6 +1,7 @@
 """Embeddings: embedders registered by name, ``hub.embed`` (persisted vectors, search, the
 related-items flow)."""
 
+from learnhub.embed import ann
 from learnhub.embed.embedders import (
     MAX_CHARS,
     Embedder,
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_CHARS",
     "Embedder",
     "Embeddings",
+    "ann",
     "HashingEmbedder",
     "MiniLMEmbedder",
     "available",

@@ -3,28 +3,35 @@
 Each (model, ref) has one row: the sha256 of the text it was computed from, and the vector
 (float32, little-endian). ``put`` with the same text and model does not call the model again.
 
-Search is exact: a float32 matrix per model, in memory, scored with one matrix-vector product
+Exact search: a float32 matrix per model (memory-mapped), scored with one matrix-vector product
 (vectors are unit-norm, so the dot product is the cosine) and ``argpartition`` for the top k.
-The matrix is loaded from the store on the first search of a model, then kept up to date
-before each search with only the rows written since (``updated_ns``), so embeddings written
-by other processes are found. Writers take a lock and stamp ``updated_ns`` above the newest
-stored one, so stamps grow in commit order and no row is skipped. A row count check catches
-what the stamps cannot: a ref deleted by another process makes the index reload. The count
-costs ~80 ms at 100k rows on PostgreSQL, so it runs at most every ``recount_seconds`` (1 s):
-another process's deletes can show up in search for up to that long.
+Above ``approximate_above`` vectors, an approximate index (:mod:`learnhub.embed.ann`) that
+mirrors the matrix answers instead. The matrix is loaded from the store on the first search
+of a model, then kept up to date before each search with only the rows written since
+(``updated_ns``), so embeddings written by other processes are found. Writers take a lock and
+stamp ``updated_ns`` above the newest stored one, so stamps grow in commit order and no row is
+skipped. A row count check catches what the stamps cannot: a ref deleted by another process
+makes the index reload. The count costs ~80 ms at 100k rows on PostgreSQL, so it runs at most
+every ``recount_seconds`` (1 s): another process's deletes can show up in search for up to
+that long.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import platformdirs
 
+from learnhub.embed import ann
 from learnhub.embed import related as related_flow
 from learnhub.embed.embedders import Embedder, get_embedder
 from learnhub.errors import InvalidInput
@@ -32,6 +39,8 @@ from learnhub.jobs.queue import Jobs
 from learnhub.store import Store
 
 __all__ = ["Embeddings"]
+
+log = logging.getLogger("learnhub.embed")
 
 
 def text_hash(text: str) -> str:
@@ -52,6 +61,40 @@ def _check_text(ref: str, text: object) -> str:
     return text
 
 
+def _unit(vector: Any, embedder: Embedder, what: str) -> np.ndarray:
+    """``vector`` as a float32 unit vector of the embedder's dimension, or a clear error."""
+    try:
+        vec = np.asarray(vector, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidInput(
+            f"{what} must be a text or a vector, got {type(vector).__name__}"
+        ) from None
+    if vec.ndim == 2 and vec.shape[0] == 1:
+        vec = vec[0]
+    if vec.ndim != 1 or vec.shape[0] != embedder.dim:
+        raise InvalidInput(
+            f"{what} has dimension {vec.shape[-1] if vec.ndim else 0} "
+            f"(shape {vec.shape}), but model {embedder.name!r} has dimension {embedder.dim}"
+        )
+    norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise InvalidInput(f"{what} must be finite and non-zero")
+    return vec / norm
+
+
+def _named(
+    index: _Index, rows: np.ndarray, scores: np.ndarray, k: int, excluded: set[str]
+) -> list[tuple[str, float]]:
+    out = []
+    for row, score in zip(rows, scores, strict=True):
+        ref = index.refs[int(row)]
+        if ref not in excluded:
+            out.append((ref, float(score)))
+            if len(out) == k:
+                break
+    return out
+
+
 def _vector(blob: Any, dim: int) -> np.ndarray:
     vec = np.frombuffer(bytes(blob), dtype="<f4")
     if vec.shape != (dim,):
@@ -59,11 +102,24 @@ def _vector(blob: Any, dim: int) -> np.ndarray:
     return vec
 
 
+def _cache_dir() -> Path:
+    path = platformdirs.user_cache_path("learnhub") / "embed"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 class _Index:
-    """The in-memory matrix of one model: rows ``[:n]``, ``refs[i]`` naming row ``i``."""
+    """The matrix of one model: rows ``[:n]``, ``refs[i]`` naming row ``i``, and, once the
+    model is large enough, the approximate index mirroring it (``ann``).
+
+    The matrix lives in a memory-mapped file (unlinked at creation, so nothing is left behind
+    even after kill -9): a million vectors do not need 1.5 GB of heap, the kernel may page
+    them out when memory is short, and growing it extends the file instead of copying it."""
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
+        # closed by close(), or with the index when the process goes
+        self._file = tempfile.TemporaryFile(dir=_cache_dir(), prefix="vectors-")  # noqa: SIM115
         self.mat = np.zeros((0, dim), dtype=np.float32)
         self.n = 0
         self.refs: list[str] = []
@@ -73,31 +129,44 @@ class _Index:
         self.skipped: set[str] = set()  # stored refs of another dimension, left out
         self.version = 0  # bumped when the set of refs changes (invalidates filter masks)
         self._masks: dict[str, tuple[int, np.ndarray]] = {}
+        self.ann: ann.IVFIndex | None = None
 
-    def upsert(self, ref: str, vec: np.ndarray) -> None:
-        i = self.pos.get(ref)
-        if i is None:
-            if self.n == len(self.mat):
-                grown = np.zeros((max(16, 2 * len(self.mat)), self.dim), dtype=np.float32)
-                grown[: self.n] = self.mat[: self.n]
-                self.mat = grown
-            i = self.n
-            self.n += 1
-            self.refs.append(ref)
-            self.pos[ref] = i
-            self.version += 1
-        self.mat[i] = vec
+    def close(self) -> None:
+        self.mat = np.zeros((0, self.dim), dtype=np.float32)
+        self.ann = None
+        self._file.close()
+
+    def _reserve(self, rows: int) -> None:
+        if rows <= len(self.mat):
+            return
+        capacity = max(16, rows, 2 * len(self.mat))
+        self._file.truncate(capacity * self.dim * 4)  # sparse: the new rows cost nothing yet
+        self.mat = np.memmap(self._file, dtype=np.float32, mode="r+", shape=(capacity, self.dim))
 
     def upsert_many(self, refs: list[str], vecs: np.ndarray) -> None:
         if not self.n and len(refs) == len(set(refs)):  # the first load: no per-row work
-            self.mat = np.array(vecs, dtype=np.float32, copy=True).reshape(-1, self.dim)
+            self._reserve(len(refs))
+            self.mat[: len(refs)] = vecs
             self.n = len(refs)
             self.refs = list(refs)
             self.pos = {r: i for i, r in enumerate(refs)}
             self.version += 1
             return
+        changed = []
         for ref, vec in zip(refs, vecs, strict=True):
-            self.upsert(ref, vec)
+            i = self.pos.get(ref)
+            if i is None:
+                self._reserve(self.n + 1)
+                i = self.n
+                self.n += 1
+                self.refs.append(ref)
+                self.pos[ref] = i
+                self.version += 1
+            self.mat[i] = vec
+            changed.append(i)
+        if self.ann is not None and changed:
+            rows = np.unique(np.asarray(changed, dtype=np.int64))
+            self.ann.set(rows, self.mat[rows])
 
     def remove(self, ref: str) -> None:
         self.skipped.discard(ref)
@@ -113,6 +182,10 @@ class _Index:
         self.refs.pop()
         self.n = last
         self.version += 1
+        if self.ann is not None:
+            self.ann.remove(np.array([last], dtype=np.int64))
+            if i != last:
+                self.ann.set(np.array([i], dtype=np.int64), self.mat[i : i + 1])
 
     def prefix_rows(self, prefix: str) -> np.ndarray:
         cached = self._masks.get(prefix)
@@ -138,6 +211,16 @@ class Embeddings:
         self._lock = threading.RLock()
         self._indexes: dict[str, _Index] = {}
         self.recount_seconds = 1.0
+        # Models with at least this many vectors are searched through the approximate index
+        # (when faiss is installed): exact search stays under 20 ms up to about here.
+        self.approximate_above = 200_000
+
+    def close(self) -> None:
+        """Drop the in-memory indexes (their memory-mapped files go with them)."""
+        with self._lock:
+            for index in self._indexes.values():
+                index.close()
+            self._indexes.clear()
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -182,22 +265,42 @@ class Embeddings:
                 f"expected ({len(texts)}, {embedder.dim})"
             )
         row_of = {text: i for i, text in enumerate(texts)}
+        self._write(embedder, [(ref, hashes[ref], vecs[row_of[checked[ref]]]) for ref in todo])
+        return len(todo)
+
+    def put_vectors(self, items: Mapping[str, Any], model: str | None = None) -> int:
+        """Store vectors computed elsewhere, ``{ref: vector}``, under ``model`` (its dimension;
+        each is normalised to unit length). Returns how many were stored."""
+        if not isinstance(items, Mapping):
+            raise InvalidInput(
+                f"items must be a mapping of ref to vector, got {type(items).__name__}"
+            )
+        embedder = self._embedder(model)
+        rows = []
+        for ref, vector in items.items():
+            vec = _unit(vector, embedder, f"the vector of {_check_ref(ref)!r}")
+            rows.append((ref, "vector:" + hashlib.sha256(vec.tobytes()).hexdigest(), vec))
+        self._write(embedder, rows)
+        return len(rows)
+
+    def _write(self, embedder: Embedder, rows: list[tuple[str, str, np.ndarray]]) -> None:
+        """Store ``(ref, hash, vector)`` rows in one transaction, stamped in commit order."""
+        if not rows:
+            return
         with self.store.transaction() as tx:
             tx.one("embed_lock")
             newest = tx.one("embed_max_ns", model=embedder.name)
             now = max(time.time_ns(), int((newest or {}).get("ns") or 0) + 1)
-            for i, ref in enumerate(todo):
-                vec = vecs[row_of[checked[ref]]]
+            for i, (ref, content_hash, vec) in enumerate(rows):
                 tx.execute(
                     "embed_put",
                     model=embedder.name,
                     ref=ref,
-                    hash=hashes[ref],
+                    hash=content_hash,
                     dim=embedder.dim,
                     vector=vec.astype("<f4").tobytes(),
                     updated_ns=now + i,
                 )
-        return len(todo)
 
     def delete(self, ref: str, model: str | None = None) -> bool:
         """Forget ``ref``'s embedding under ``model``; True if there was one."""
@@ -268,68 +371,72 @@ class Embeddings:
         model: str | None = None,
         filter: str | None = None,  # noqa: A002 - the issue's name for it
         exclude: Iterable[str] = (),
+        exact: bool | None = None,
     ) -> list[tuple[str, float]]:
         """The ``k`` refs most similar to ``query`` (a text, embedded with ``model``, or a
         vector of the model's dimension), best first, as ``(ref, cosine)``. ``filter``: only
-        refs starting with this prefix; ``exclude``: refs to leave out."""
+        refs starting with this prefix (scored exactly); ``exclude``: refs to leave out.
+        ``exact``: True scores every vector, False uses the approximate index (built on first
+        use; needs the ``ann`` extra), None (default) the approximate index once the model
+        has ``approximate_above`` vectors and faiss is installed."""
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise InvalidInput(f"k must be a positive integer, got {k!r}")
         if filter is not None and not isinstance(filter, str):
             raise InvalidInput(f"filter must be a ref prefix (str) or None, got {filter!r}")
         if isinstance(exclude, str):
             raise InvalidInput("exclude takes a list of refs, not a single string; wrap it")
+        if exact is not None and not isinstance(exact, bool):
+            raise InvalidInput(f"exact must be True, False or None, got {exact!r}")
+        if exact is False and not ann.available():
+            raise InvalidInput(
+                "approximate search needs faiss: pip install -c constraints.txt 'learnhub[ann]'"
+            )
         excluded = set(exclude)
         embedder = self._embedder(model)
         q = self._query_vector(query, embedder)
         with self._lock:
             index = self._refresh(embedder)
+            if exact is None:
+                exact = index.n < self.approximate_above or not ann.available()
+            if filter is None and not exact:
+                return self._nearest(index, q, int(k), excluded)
             return self._top_k(index, q, int(k), filter, excluded)
 
     def _query_vector(self, query: str | np.ndarray, embedder: Embedder) -> np.ndarray:
         if isinstance(query, str):
             return embedder.embed([_check_text("query", query)])[0].astype(np.float32)
-        try:
-            q = np.asarray(query, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise InvalidInput(
-                f"query must be a text or a vector, got {type(query).__name__}"
-            ) from None
-        if q.ndim == 2 and q.shape[0] == 1:
-            q = q[0]
-        if q.ndim != 1 or q.shape[0] != embedder.dim:
-            raise InvalidInput(
-                f"query vector has dimension {q.shape[-1] if q.ndim else 0} "
-                f"(shape {q.shape}), but model {embedder.name!r} has dimension {embedder.dim}"
-            )
-        norm = float(np.linalg.norm(q))
-        if not np.isfinite(norm) or norm == 0.0:
-            raise InvalidInput("query vector must be finite and non-zero")
-        return q / norm
+        return _unit(query, embedder, "query vector")
 
     def _top_k(
         self, index: _Index, q: np.ndarray, k: int, prefix: str | None, excluded: set[str]
     ) -> list[tuple[str, float]]:
-        if index.n == 0:
-            return []
-        scores = index.mat[: index.n] @ q
+        """Exact: every vector (of the prefix) scored, the best ``k`` picked out."""
         rows = None if prefix is None else index.prefix_rows(prefix)
-        if excluded:
-            drop = [index.pos[r] for r in excluded if r in index.pos]
-            if drop:
-                scores[drop] = -np.inf
-        cand = scores if rows is None else scores[rows]
-        kk = min(k + len(excluded), len(cand))  # room for excluded refs among the best
-        top = np.argpartition(-cand, kk - 1)[:kk] if kk < len(cand) else np.arange(len(cand))
-        top = top[np.argsort(-cand[top], kind="stable")]
-        out = []
-        for j in top:
-            score = float(cand[j])
-            if score == -np.inf:
-                break
-            out.append((index.refs[j if rows is None else int(rows[j])], score))
-            if len(out) == k:
-                break
-        return out
+        scores = index.mat[: index.n] @ q if rows is None else index.mat[rows] @ q
+        want = min(k + len(excluded), len(scores))  # room for excluded refs among the best
+        if want == 0:
+            return []
+        top = np.argpartition(-scores, want - 1)[:want] if want < len(scores) else None
+        if top is None:
+            top = np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return _named(index, top if rows is None else rows[top], scores[top], k, excluded)
+
+    def _nearest(
+        self, index: _Index, q: np.ndarray, k: int, excluded: set[str]
+    ) -> list[tuple[str, float]]:
+        """Approximate: the IVF index, built (or rebuilt once the model has grown 4x since)
+        here, on first use."""
+        if index.ann is None or index.n >= 4 * index.ann.trained_n:
+            t0 = time.perf_counter()
+            index.ann = ann.IVFIndex(index.mat[: index.n])
+            log.info(
+                "built the approximate index of %d vectors in %.1fs",
+                index.n,
+                time.perf_counter() - t0,
+            )
+        rows, scores = index.ann.search(q, k + len(excluded))
+        return _named(index, rows, scores, k, excluded)
 
     # --- the index -------------------------------------------------------------------------
 
@@ -338,6 +445,8 @@ class Embeddings:
         name = embedder.name
         index = self._indexes.get(name)
         if index is None or index.dim != embedder.dim:
+            if index is not None:
+                index.close()
             index = self._indexes[name] = _Index(embedder.dim)
         recount = time.monotonic() - index.counted_at >= self.recount_seconds
         with self.store.transaction(readonly=True) as tx:
@@ -349,6 +458,7 @@ class Embeddings:
         index.counted_at = time.monotonic()
         n_stored = 0 if count is None else int(count["n"])
         if n_stored != index.n + len(index.skipped):  # deleted elsewhere: load everything again
+            index.close()
             index = self._indexes[name] = _Index(embedder.dim)
             with self.store.transaction(readonly=True) as tx:
                 self._apply(index, tx.all("embed_since", model=name, since=-1))
