@@ -8,7 +8,10 @@ unknown key or a value of the wrong type is an error that names it.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +47,135 @@ class JobsConfig:
     """Succeeded jobs older than this are pruned; failed ones are kept until deleted."""
 
 
+# Storage schemes sharing knows (fsspec protocols) and the package each needs.
+SHARING_SCHEMES = {
+    "file": None,
+    "local": None,
+    "memory": None,
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+    "abfss": "adlfs",
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+@dataclass(frozen=True)
+class SharingConfig:
+    """Where learned examples (and matching artifacts) are loaded from and backed up to."""
+
+    sources: list[str] = field(default_factory=list)
+    """Globs to load examples from: paths, file://, s3://, gs://, az://, memory:// URLs."""
+    backup: str | None = None
+    """The folder (URL) this hub's own examples are written to, one file each."""
+    poll_interval: float | str = 60.0
+    """How often sources are polled: seconds, or "500ms", "60s", "5m", "1h"."""
+    timeout: float | str = 30.0
+    """A location that does not answer a listing, read or write within this fails."""
+    artifacts: list[str] = field(default_factory=list)
+    """Learning-data key patterns (e.g. "model/*") backed up and loaded like examples."""
+    model: str | None = None
+    """Embedder for examples; default: learnhub.embed.default_name()."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """fsspec storage options by URL prefix, e.g. {"s3://team" = {endpoint_url = "..."}}."""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "sources", [_location(s, "sources", glob=True) for s in _strings(self.sources)])
+        if len(set(self.sources)) != len(self.sources):
+            raise ConfigError("'sharing.sources' lists a location twice; list each once")
+        if self.backup is not None:
+            set_(self, "backup", _location(self.backup, "backup", glob=False))
+        set_(self, "poll_interval", duration(self.poll_interval, "'sharing.poll_interval'"))
+        set_(self, "timeout", duration(self.timeout, "'sharing.timeout'"))
+        patterns = _strings(self.artifacts, "'sharing.artifacts'")
+        for pattern in patterns:
+            if not pattern.strip() or any(ord(c) < 32 for c in pattern):
+                raise ConfigError(
+                    f"'sharing.artifacts' pattern {pattern!r} is empty or has control "
+                    'characters; give key patterns like "model/*"'
+                )
+        set_(self, "artifacts", patterns)
+        if self.model is not None and (not isinstance(self.model, str) or not self.model):
+            raise ConfigError(f"'sharing.model' must be an embedder name, got {self.model!r}")
+        if not isinstance(self.options, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) for k, v in self.options.items()
+        ):
+            raise ConfigError(
+                "'sharing.options' must be a table of tables: "
+                '{"s3://bucket" = {endpoint_url = "http://..."}}'
+            )
+
+
+def duration(value: Any, what: str) -> float:
+    """Seconds from a number or a string like "500ms", "60s", "5m", "1h"; positive, finite."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(
+            f'{what} must be a positive duration (seconds, or "500ms", "60s", "5m", "1h"), '
+            f"got {value!r}"
+        )
+    return seconds
+
+
+def _strings(value: Any, what: str = "'sharing.sources'") -> list[str]:
+    if isinstance(value, str):
+        raise ConfigError(f'{what} must be a list of strings: write ["{value}"]')
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{what} must be a list of strings, got {value!r}")
+    return list(value)
+
+
+def _location(url: str, what: str, glob: bool) -> str:
+    """A validated location: a known scheme whose package is installed; a glob for sources,
+    a folder (no wildcards) for the backup."""
+    where = f"'sharing.{what}'"
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"{where} has an empty location; give a path or a URL")
+    if any(ord(c) < 32 for c in url):
+        raise ConfigError(f"{where} location {url!r} contains control characters")
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+    if scheme not in SHARING_SCHEMES:
+        raise ConfigError(
+            f"{where}: unknown location scheme {scheme!r} in {url!r}; use a path or one of "
+            + ", ".join(f"{s}://" for s in SHARING_SCHEMES)
+        )
+    package = SHARING_SCHEMES[scheme]
+    if package is not None:
+        import importlib.util
+
+        if importlib.util.find_spec(package) is None:
+            raise ConfigError(
+                f"{where}: {url!r} needs the {package} package: pip install {package}"
+            )
+    rest = url.split("://", 1)[1] if "://" in url else url
+    if not rest.strip("/"):
+        raise ConfigError(f"{where}: {url!r} names no bucket or folder")
+    wild = any(c in rest for c in "*?[")
+    if not glob and wild:
+        raise ConfigError(f"{where}: {url!r} has wildcards; the backup is one folder")
+    if glob and not wild:
+        raise ConfigError(
+            f"{where}: {url!r} is not a glob; add the files' pattern, e.g. {url.rstrip('/')}/*.json"
+        )
+    return url
+
+
 @dataclass(frozen=True)
 class Config:
     db: str | None = None
     """Store URL: sqlite:///PATH or postgresql://...; default: hub.db in the user data dir."""
     server: ServerConfig = field(default_factory=ServerConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    sharing: SharingConfig = field(default_factory=SharingConfig)
 
     @property
     def store_url(self) -> str:
@@ -141,10 +267,23 @@ def _build(cls: type, values: Any, where: str, prefix: str = "") -> Any:
             kwargs[name] = _build(kind, value, where, f"{prefix}{name}.")
         else:
             kwargs[name] = _typed(value, kind, f"{where}: {prefix + name!r}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _typed(value: Any, kind: Any, what: str) -> Any:
+    origin = getattr(kind, "__origin__", None)
+    if origin in (list, dict):  # checked by the section itself; from the environment: JSON
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                if origin is dict:
+                    raise ConfigError(f"{what} must be a JSON object, got {value!r}") from None
+                value = [value]  # one location
+        return value
     wanted = [t for t in getattr(kind, "__args__", (kind,)) if t is not type(None)]
     if isinstance(value, tuple(wanted)) and not (isinstance(value, bool) and bool not in wanted):
         return value

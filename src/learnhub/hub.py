@@ -26,6 +26,7 @@ from learnhub.jobs.queue import (
 )
 from learnhub.jobs.worker import JobContext, Worker, run_worker
 from learnhub.learning import Learning
+from learnhub.sharing import Examples, Sharing
 from learnhub.store import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,6 +53,11 @@ class Hub:
         self.models = Models(store, self.learning)
         self.continuous = Continuous(self)
         self.embed = Embeddings(store, self.jobs)
+        sharing = config.sharing
+        self.examples = Examples(
+            store, self.jobs, self.embed, sharing.model, backup=sharing.backup is not None
+        )
+        self.sharing = Sharing(store, self.jobs, self.embed, self.learning, self.examples, sharing)
 
     def task(
         self,
@@ -112,6 +118,7 @@ class Hub:
         keeps the built-in schedules, such as pruning succeeded jobs."""
         self.jobs.every(PRUNE_TASK, seconds=3600, args={"days": self.config.jobs.retention_days})
         self.continuous.schedule()  # the training planner, when a trainer is registered
+        self.sharing.schedule()  # load shared examples now, then poll; when configured
         return Worker(self, queues, concurrency, burst, self.config.jobs.lease_seconds, prefetch)
 
     def run_worker(

@@ -101,6 +101,59 @@ GROUP BY key
 ORDER BY key
 
 
+-- learning: combinations -------------------------------------------------------------------
+
+-- name: lock_learning_key
+-- Serialises the stores of one key across processes, so that a store's policy decision and
+-- its write are one step; released when the transaction ends.
+SELECT pg_advisory_xact_lock(hashtextextended('learnhub.learning:' || %(key)s, 0))
+
+-- name: head_artifact
+-- The key's current version under the head-based policies: the last one made current.
+SELECT a.version, a.metric, a.attrs, a.origin, a.base, a.created_ns, a.sizes
+FROM artifact_heads h JOIN artifact_summaries a ON a.key = h.key AND a.version = h.version
+WHERE h.key = %(key)s
+ORDER BY h.seq DESC
+LIMIT 1
+
+-- name: head_artifact_where
+-- The last version made current that has all %(n_where)s attributes of %(where)s.
+SELECT a.version, a.metric, a.attrs, a.origin, a.base, a.created_ns, a.sizes
+FROM artifact_heads h JOIN artifact_summaries a ON a.key = h.key AND a.version = h.version
+WHERE h.key = %(key)s
+  AND %(n_where)s = (
+      SELECT count(*) FROM artifact_attrs t, jsonb_each_text(CAST(%(where)s AS jsonb)) w
+      WHERE t.key = a.key AND t.version = a.version AND t.name = w.key AND t.value = w.value)
+ORDER BY h.seq DESC
+LIMIT 1
+
+-- name: last_head
+SELECT version FROM artifact_heads WHERE key = %(key)s ORDER BY seq DESC LIMIT 1
+
+-- name: newest_artifact
+SELECT version, metric, attrs, origin, base, created_ns, sizes
+FROM artifact_summaries
+WHERE key = %(key)s
+ORDER BY created_ns DESC, seq DESC
+LIMIT 1
+
+-- name: insert_head
+INSERT INTO artifact_heads (key, version, created_ns) VALUES (%(key)s, %(version)s, %(created_ns)s)
+
+-- name: insert_combination
+INSERT INTO artifact_combinations (key, policy, base, current_version, incoming_version,
+                                   result_version, detail, created_ns)
+VALUES (%(key)s, %(policy)s, %(base)s, %(current_version)s, %(incoming_version)s, %(result_version)s, %(detail)s,
+        %(created_ns)s)
+
+-- name: artifact_combinations
+-- A key's combinations, newest first.
+SELECT policy, base, current_version, incoming_version, result_version, detail, created_ns
+FROM artifact_combinations
+WHERE key = %(key)s
+ORDER BY seq DESC
+
+
 -- Jobs ---------------------------------------------------------------------------------
 
 -- name: insert_job
@@ -484,3 +537,147 @@ DELETE FROM embeddings WHERE model = %(model)s AND ref = %(ref)s
 
 -- name: embed_count
 SELECT count(*) AS n FROM embeddings WHERE model = %(model)s
+
+-- sharing ----------------------------------------------------------------------------------
+
+-- name: example_put
+INSERT INTO examples (id, input, output, author, tags, created_ns, updated_ns, local,
+                      src_location, src_path, backed_up_ns)
+VALUES (%(id)s, %(input)s, %(output)s, %(author)s, %(tags)s, %(created_ns)s, %(updated_ns)s,
+        %(local)s, %(src_location)s, %(src_path)s, 0)
+ON CONFLICT (id) DO UPDATE
+SET input = excluded.input, output = excluded.output, author = excluded.author,
+    tags = excluded.tags, created_ns = excluded.created_ns, updated_ns = excluded.updated_ns,
+    local = excluded.local, src_location = excluded.src_location, src_path = excluded.src_path
+
+-- name: examples_put_many
+-- Loaded examples, :rows a JSON array of {id, input, output, author, tags, created_ns,
+-- updated_ns, src_location, src_path}; they replace what they win over (checked before).
+INSERT INTO examples (id, input, output, author, tags, created_ns, updated_ns, local,
+                      src_location, src_path, backed_up_ns)
+SELECT r.id, r.input, r.output, r.author, r.tags, r.created_ns, r.updated_ns, 0,
+       r.src_location, r.src_path, 0
+FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb))
+     AS r(id TEXT, input TEXT, output TEXT, author TEXT, tags TEXT, created_ns BIGINT,
+          updated_ns BIGINT, src_location TEXT, src_path TEXT)
+ON CONFLICT (id) DO UPDATE
+SET input = excluded.input, output = excluded.output, author = excluded.author,
+    tags = excluded.tags, created_ns = excluded.created_ns, updated_ns = excluded.updated_ns,
+    src_location = excluded.src_location, src_path = excluded.src_path
+WHERE examples.local = 0
+
+-- name: example_get
+SELECT * FROM examples WHERE id = %(id)s
+
+-- name: examples_by_ids
+SELECT * FROM examples WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
+
+-- name: example_versions
+-- What the store holds of these ids (:ids, a JSON array), to decide which loaded copy wins.
+SELECT id, updated_ns, local, src_location, src_path FROM examples
+WHERE id IN (SELECT jsonb_array_elements_text(CAST(%(ids)s AS jsonb)))
+
+-- name: example_versions_one
+SELECT id, updated_ns, local, src_location, src_path FROM examples WHERE id = %(id)s
+
+-- name: examples_list
+-- Newest first; :author and :tag (NULL: any) filter.
+SELECT * FROM examples
+WHERE (CAST(%(author)s AS TEXT) IS NULL OR author = %(author)s)
+  AND (CAST(%(tag)s AS TEXT) IS NULL
+       OR CAST(tags AS jsonb) ? CAST(%(tag)s AS TEXT))
+  AND (CAST(%(local)s AS INTEGER) IS NULL OR local = %(local)s)
+ORDER BY created_ns DESC, id
+LIMIT %(limit)s
+
+-- name: example_delete
+DELETE FROM examples WHERE id = %(id)s RETURNING id, local
+
+-- name: example_delete_shared
+-- A loaded example none of whose files is left (examples learned here are kept).
+DELETE FROM examples WHERE id = %(id)s AND local = 0 RETURNING id
+
+-- name: example_orphan
+-- The file this example was loaded from is gone; another copy will replace it.
+UPDATE examples SET src_location = NULL, src_path = NULL
+WHERE id = %(id)s AND local = 0 AND src_location = %(location)s AND src_path = %(path)s
+
+-- name: example_backed_up
+UPDATE examples SET backed_up_ns = %(updated_ns)s
+WHERE id = %(id)s AND local = 1 AND backed_up_ns < %(updated_ns)s
+
+-- name: examples_backup_due
+SELECT id FROM examples WHERE local = 1 AND backed_up_ns < updated_ns ORDER BY updated_ns
+
+-- name: example_counts
+SELECT count(*) AS total, coalesce(sum(local), 0) AS local,
+       coalesce(sum(CASE WHEN local = 1 AND backed_up_ns >= updated_ns THEN 1 ELSE 0 END), 0)
+           AS backed_up
+FROM examples
+
+-- name: shared_files_of
+SELECT path, stamp, kind, item_id, updated_ns, error FROM shared_files
+WHERE location = %(location)s
+
+-- name: shared_files_put_many
+-- :rows a JSON array of {location, path, stamp, kind, item_id, updated_ns, error}.
+INSERT INTO shared_files (location, path, stamp, kind, item_id, updated_ns, error)
+SELECT r.location, r.path, r.stamp, r.kind, r.item_id, r.updated_ns, r.error
+FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb))
+     AS r(location TEXT, path TEXT, stamp TEXT, kind TEXT, item_id TEXT, updated_ns BIGINT,
+          error TEXT)
+ON CONFLICT (location, path) DO UPDATE
+SET stamp = excluded.stamp, kind = excluded.kind, item_id = excluded.item_id,
+    updated_ns = excluded.updated_ns, error = excluded.error
+
+-- name: shared_file_delete
+DELETE FROM shared_files WHERE location = %(location)s AND path = %(path)s
+
+-- name: shared_files_forget
+-- Files of a location no longer configured.
+DELETE FROM shared_files WHERE location = %(location)s
+
+-- name: shared_file_copies
+-- The other files that hold an item, newest first: one of them replaces a vanished copy.
+SELECT location, path, updated_ns FROM shared_files
+WHERE item_id = %(item_id)s AND kind = %(kind)s AND error IS NULL
+ORDER BY updated_ns DESC, location, path
+
+-- name: shared_file_counts
+SELECT location, count(item_id) AS items, count(error) AS skipped, count(*) AS files
+FROM shared_files GROUP BY location
+
+-- name: shared_file_errors
+SELECT location, path, error FROM shared_files WHERE error IS NOT NULL ORDER BY location, path
+
+-- name: sharing_status_all
+SELECT * FROM sharing_status ORDER BY role DESC, location
+
+-- name: sharing_status_get
+SELECT * FROM sharing_status WHERE location = %(location)s
+
+-- name: sharing_success
+INSERT INTO sharing_status (location, role, last_success_ns, failures, next_try_ns)
+VALUES (%(location)s, %(role)s, %(now_ns)s, 0, 0)
+ON CONFLICT (location) DO UPDATE
+SET role = excluded.role, last_success_ns = excluded.last_success_ns, failures = 0,
+    next_try_ns = 0
+
+-- name: sharing_failure
+-- :next_try_ns is computed by the caller from the failures so far (exponential backoff).
+INSERT INTO sharing_status (location, role, last_error_ns, last_error, failures, next_try_ns)
+VALUES (%(location)s, %(role)s, %(now_ns)s, %(error)s, 1, %(next_try_ns)s)
+ON CONFLICT (location) DO UPDATE
+SET role = excluded.role, last_error_ns = excluded.last_error_ns,
+    last_error = excluded.last_error, failures = sharing_status.failures + 1,
+    next_try_ns = excluded.next_try_ns
+
+-- name: sharing_status_forget
+DELETE FROM sharing_status WHERE location = %(location)s
+
+-- name: shared_artifacts_all
+SELECT key, version FROM shared_artifacts
+
+-- name: shared_artifact_put
+INSERT INTO shared_artifacts (key, version, path) VALUES (%(key)s, %(version)s, %(path)s)
+ON CONFLICT (key, version) DO NOTHING

@@ -99,6 +99,59 @@ GROUP BY key
 ORDER BY key
 
 
+-- learning: combinations -------------------------------------------------------------------
+
+-- name: lock_learning_key
+-- BEGIN IMMEDIATE already holds the write lock: a store's policy decision and its write
+-- are one transaction.
+SELECT 1
+
+-- name: head_artifact
+-- The key's current version under the head-based policies: the last one made current.
+SELECT a.version, a.metric, a.attrs, a.origin, a.base, a.created_ns, a.sizes
+FROM artifact_heads h JOIN artifact_summaries a ON a.key = h.key AND a.version = h.version
+WHERE h.key = :key
+ORDER BY h.seq DESC
+LIMIT 1
+
+-- name: head_artifact_where
+-- The last version made current that has all :n_where attributes of :where.
+SELECT a.version, a.metric, a.attrs, a.origin, a.base, a.created_ns, a.sizes
+FROM artifact_heads h JOIN artifact_summaries a ON a.key = h.key AND a.version = h.version
+WHERE h.key = :key
+  AND :n_where = (
+      SELECT count(*) FROM artifact_attrs t, json_each(:where) w
+      WHERE t.key = a.key AND t.version = a.version AND t.name = w.key AND t.value = w.value)
+ORDER BY h.seq DESC
+LIMIT 1
+
+-- name: last_head
+SELECT version FROM artifact_heads WHERE key = :key ORDER BY seq DESC LIMIT 1
+
+-- name: newest_artifact
+SELECT version, metric, attrs, origin, base, created_ns, sizes
+FROM artifact_summaries
+WHERE key = :key
+ORDER BY created_ns DESC, seq DESC
+LIMIT 1
+
+-- name: insert_head
+INSERT INTO artifact_heads (key, version, created_ns) VALUES (:key, :version, :created_ns)
+
+-- name: insert_combination
+INSERT INTO artifact_combinations (key, policy, base, current_version, incoming_version,
+                                   result_version, detail, created_ns)
+VALUES (:key, :policy, :base, :current_version, :incoming_version, :result_version, :detail,
+        :created_ns)
+
+-- name: artifact_combinations
+-- A key's combinations, newest first.
+SELECT policy, base, current_version, incoming_version, result_version, detail, created_ns
+FROM artifact_combinations
+WHERE key = :key
+ORDER BY seq DESC
+
+
 -- Jobs ---------------------------------------------------------------------------------
 
 -- name: insert_job
@@ -478,3 +531,147 @@ DELETE FROM embeddings WHERE model = :model AND ref = :ref
 
 -- name: embed_count
 SELECT count(*) AS n FROM embeddings WHERE model = :model
+
+-- sharing ----------------------------------------------------------------------------------
+
+-- name: example_put
+INSERT INTO examples (id, input, output, author, tags, created_ns, updated_ns, local,
+                      src_location, src_path, backed_up_ns)
+VALUES (:id, :input, :output, :author, :tags, :created_ns, :updated_ns, :local,
+        :src_location, :src_path, 0)
+ON CONFLICT (id) DO UPDATE
+SET input = excluded.input, output = excluded.output, author = excluded.author,
+    tags = excluded.tags, created_ns = excluded.created_ns, updated_ns = excluded.updated_ns,
+    local = excluded.local, src_location = excluded.src_location, src_path = excluded.src_path
+
+-- name: examples_put_many
+-- Loaded examples, :rows a JSON array of {id, input, output, author, tags, created_ns,
+-- updated_ns, src_location, src_path}; they replace what they win over (checked before).
+INSERT INTO examples (id, input, output, author, tags, created_ns, updated_ns, local,
+                      src_location, src_path, backed_up_ns)
+SELECT json_extract(value, '$.id'), json_extract(value, '$.input'),
+       json_extract(value, '$.output'), json_extract(value, '$.author'),
+       json_extract(value, '$.tags'), json_extract(value, '$.created_ns'),
+       json_extract(value, '$.updated_ns'), 0, json_extract(value, '$.src_location'),
+       json_extract(value, '$.src_path'), 0
+FROM json_each(:rows) WHERE true
+ON CONFLICT (id) DO UPDATE
+SET input = excluded.input, output = excluded.output, author = excluded.author,
+    tags = excluded.tags, created_ns = excluded.created_ns, updated_ns = excluded.updated_ns,
+    src_location = excluded.src_location, src_path = excluded.src_path
+WHERE examples.local = 0
+
+-- name: example_get
+SELECT * FROM examples WHERE id = :id
+
+-- name: examples_by_ids
+SELECT * FROM examples WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: example_versions
+-- What the store holds of these ids (:ids, a JSON array), to decide which loaded copy wins.
+SELECT id, updated_ns, local, src_location, src_path FROM examples
+WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: example_versions_one
+SELECT id, updated_ns, local, src_location, src_path FROM examples WHERE id = :id
+
+-- name: examples_list
+-- Newest first; :author and :tag (NULL: any) filter.
+SELECT * FROM examples
+WHERE (:author IS NULL OR author = :author)
+  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(examples.tags) WHERE value = :tag))
+  AND (:local IS NULL OR local = :local)
+ORDER BY created_ns DESC, id
+LIMIT :limit
+
+-- name: example_delete
+DELETE FROM examples WHERE id = :id RETURNING id, local
+
+-- name: example_delete_shared
+-- A loaded example none of whose files is left (examples learned here are kept).
+DELETE FROM examples WHERE id = :id AND local = 0 RETURNING id
+
+-- name: example_orphan
+-- The file this example was loaded from is gone; another copy will replace it.
+UPDATE examples SET src_location = NULL, src_path = NULL
+WHERE id = :id AND local = 0 AND src_location = :location AND src_path = :path
+
+-- name: example_backed_up
+UPDATE examples SET backed_up_ns = :updated_ns
+WHERE id = :id AND local = 1 AND backed_up_ns < :updated_ns
+
+-- name: examples_backup_due
+SELECT id FROM examples WHERE local = 1 AND backed_up_ns < updated_ns ORDER BY updated_ns
+
+-- name: example_counts
+SELECT count(*) AS total, coalesce(sum(local), 0) AS local,
+       coalesce(sum(CASE WHEN local = 1 AND backed_up_ns >= updated_ns THEN 1 ELSE 0 END), 0)
+           AS backed_up
+FROM examples
+
+-- name: shared_files_of
+SELECT path, stamp, kind, item_id, updated_ns, error FROM shared_files WHERE location = :location
+
+-- name: shared_files_put_many
+-- :rows a JSON array of {location, path, stamp, kind, item_id, updated_ns, error}.
+INSERT INTO shared_files (location, path, stamp, kind, item_id, updated_ns, error)
+SELECT json_extract(value, '$.location'), json_extract(value, '$.path'),
+       json_extract(value, '$.stamp'), json_extract(value, '$.kind'),
+       json_extract(value, '$.item_id'), json_extract(value, '$.updated_ns'),
+       json_extract(value, '$.error')
+FROM json_each(:rows) WHERE true
+ON CONFLICT (location, path) DO UPDATE
+SET stamp = excluded.stamp, kind = excluded.kind, item_id = excluded.item_id,
+    updated_ns = excluded.updated_ns, error = excluded.error
+
+-- name: shared_file_delete
+DELETE FROM shared_files WHERE location = :location AND path = :path
+
+-- name: shared_files_forget
+-- Files of a location no longer configured.
+DELETE FROM shared_files WHERE location = :location
+
+-- name: shared_file_copies
+-- The other files that hold an item, newest first: one of them replaces a vanished copy.
+SELECT location, path, updated_ns FROM shared_files
+WHERE item_id = :item_id AND kind = :kind AND error IS NULL
+ORDER BY updated_ns DESC, location, path
+
+-- name: shared_file_counts
+SELECT location, count(item_id) AS items, count(error) AS skipped, count(*) AS files
+FROM shared_files GROUP BY location
+
+-- name: shared_file_errors
+SELECT location, path, error FROM shared_files WHERE error IS NOT NULL ORDER BY location, path
+
+-- name: sharing_status_all
+SELECT * FROM sharing_status ORDER BY role DESC, location
+
+-- name: sharing_status_get
+SELECT * FROM sharing_status WHERE location = :location
+
+-- name: sharing_success
+INSERT INTO sharing_status (location, role, last_success_ns, failures, next_try_ns)
+VALUES (:location, :role, :now_ns, 0, 0)
+ON CONFLICT (location) DO UPDATE
+SET role = excluded.role, last_success_ns = excluded.last_success_ns, failures = 0,
+    next_try_ns = 0
+
+-- name: sharing_failure
+-- :next_try_ns is computed by the caller from the failures so far (exponential backoff).
+INSERT INTO sharing_status (location, role, last_error_ns, last_error, failures, next_try_ns)
+VALUES (:location, :role, :now_ns, :error, 1, :next_try_ns)
+ON CONFLICT (location) DO UPDATE
+SET role = excluded.role, last_error_ns = excluded.last_error_ns,
+    last_error = excluded.last_error, failures = sharing_status.failures + 1,
+    next_try_ns = excluded.next_try_ns
+
+-- name: sharing_status_forget
+DELETE FROM sharing_status WHERE location = :location
+
+-- name: shared_artifacts_all
+SELECT key, version FROM shared_artifacts
+
+-- name: shared_artifact_put
+INSERT INTO shared_artifacts (key, version, path) VALUES (:key, :version, :path)
+ON CONFLICT (key, version) DO NOTHING
