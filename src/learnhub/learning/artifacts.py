@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -17,11 +18,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from learnhub.errors import InvalidInput
+from learnhub.errors import InvalidInput, StoreError
+from learnhub.learning.elsewhere import Elsewhere, UpstreamHub
+from learnhub.learning.policies import LearningConfig, MergeFn, Policies
 from learnhub.store import Store, Tx
 
 AttrValue = str | int | float | bool
 MAX_KEY_BYTES = 1024
+# A merge that keeps finding its key moved on gives up after this many rounds.
+MAX_MERGE_ROUNDS = 100
+
+log = logging.getLogger("learnhub.learning")
 
 
 @dataclass(frozen=True)
@@ -45,12 +52,76 @@ class Artifact(ArtifactVersion):
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
-class Learning:
-    """``hub.learning``: the learning-data API."""
+@dataclass(frozen=True)
+class Combination:
+    """A store that found its key moved on since its base, and what the policy made of it."""
 
-    def __init__(self, store: Store, node_id: str) -> None:
+    key: str
+    policy: str
+    base: str | None
+    """The version the writer started from (None: it started from a miss)."""
+    current: str
+    """The key's current version when the store arrived."""
+    incoming: str
+    """The version the writer stored (kept in the history whatever the outcome)."""
+    result: str
+    """The key's current version afterwards."""
+    detail: str | None
+    created: datetime
+
+    @property
+    def inputs(self) -> list[str]:
+        """The versions that went in."""
+        return [v for v in (self.base, self.current, self.incoming) if v is not None]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a store did: the version it wrote, and the key's current version afterwards."""
+
+    version: str
+    current: str
+    combination: Combination | None = None
+
+
+class Learning:
+    """``hub.learning``: the learning-data API.
+
+    The *current* version of a key is what ``lookup`` returns and what ``STORE`` replies:
+    under the ``best`` policy (the default) the lowest metric, else the last version made
+    current (see ``learnhub.learning.policies``).
+    """
+
+    def __init__(self, store: Store, node_id: str, config: LearningConfig | None = None) -> None:
         self._store = store
         self._node_id = node_id
+        self.policies = Policies(config)
+        # Where a lookup miss is asked (an upstream hub; later, peers).
+        self.elsewhere = Elsewhere(self.policies.config.lookup_timeout)
+        self._upstream: UpstreamHub | None = None
+        self.configure(self.policies.config)
+
+    def configure(self, config: LearningConfig) -> None:
+        """Apply a ``[learning]`` configuration: policies, upstream hub, lookup budget."""
+        self.policies.configure(config)
+        self.elsewhere.timeout = float(config.lookup_timeout)
+        if self._upstream is not None and self._upstream.url != config.upstream:
+            self.elsewhere.remove(self._upstream)
+            self._upstream.close()
+            self._upstream = None
+        if config.upstream and self._upstream is None:
+            self._upstream = UpstreamHub(config.upstream)
+            self.elsewhere.add(self._upstream)
+
+    def register_merge(self, pattern: str, fn: MergeFn) -> None:
+        """Combine concurrent stores of keys matching ``pattern`` with
+        ``fn(key, base, current, incoming) -> (files, metric, attrs)``."""
+        self.policies.register_merge(pattern, fn)
+
+    def close(self) -> None:
+        self.elsewhere.close()
+
+    # --- writing ------------------------------------------------------------------------
 
     def store(
         self,
@@ -63,67 +134,286 @@ class Learning:
         """Store a version of ``key`` and return its version; durable when this returns.
 
         ``base`` is the version this one was derived from (the token a lookup returned).
+        See ``put`` for what happens when the key moved on since.
+        """
+        return self.put(key, files, metric, attrs, base).version
+
+    def put(
+        self,
+        key: str,
+        files: Mapping[str, bytes],
+        metric: float,
+        attrs: Mapping[str, AttrValue] | None = None,
+        base: str | None = None,
+        *,
+        origin: str | None = None,
+    ) -> Stored:
+        """Store a version of ``key``; when the key's current version is no longer ``base``
+        (another run stored since this one's lookup, or it started from a miss and the key
+        now exists), apply the key's policy instead of replacing, and record the combination.
+
+        The incoming version is always kept in the history. The policy decision and the
+        writes are one transaction; a merge function runs outside it and its result is
+        written only if the key has not moved again meanwhile (else it merges again).
         """
         _check_key(key)
         files = _checked_files(files)
         metric = _checked_metric(metric)
         attrs = _checked_attrs(attrs)
+        rule = self.policies.rule_for(key)
+        if rule.policy == "merge" and rule.merge is None:
+            raise InvalidInput(
+                f"key {key!r} has the merge policy (pattern {rule.pattern!r}) but no merge "
+                f"function: call hub.learning.register_merge({rule.pattern!r}, fn) or name one "
+                'in config as "merge:package.module:function"; nothing was stored'
+            )
         hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
         version = content_version(hashes, attrs)
         with self._store.transaction() as tx:
+            tx.execute("lock_learning_key", key=key)
             if base is not None and tx.one("artifact_version", key=key, version=base) is None:
                 raise InvalidInput(
                     f"base version {base!r} is not a version of {key!r}: "
                     "pass the version a lookup of this key returned, or no base"
                 )
-            for name, data in files.items():
-                tx.execute("insert_blob", hash=hashes[name], size=len(data), data=data)
-            new = tx.execute(
-                "insert_artifact",
-                key=key,
-                version=version,
-                metric=metric,
-                attrs=json.dumps(attrs, sort_keys=True),
-                origin=self._node_id,
-                base=base,
-                created_ns=time.time_ns(),
-            )
-            if new:
-                for name in files:
-                    tx.execute(
-                        "insert_artifact_file",
-                        key=key,
-                        version=version,
-                        name=name,
-                        blob_hash=hashes[name],
-                    )
-                for name, value in attrs.items():
-                    tx.execute(
-                        "insert_artifact_attr",
-                        key=key,
-                        version=version,
-                        name=name,
-                        value=attr_text(value),
-                    )
-        return version
+            current = self._current(tx, key, rule.policy)
+            self._insert(tx, key, version, files, hashes, metric, attrs, origin, base)
+            if current is None or current.version in (base, version):
+                # No one else stored since this writer's lookup: a plain store.
+                result = self._current(tx, key, rule.policy) if rule.policy == "best" else None
+                head = result.version if result else version
+                self._set_head(tx, key, head)
+                return Stored(version, head)
+            if rule.policy != "merge":
+                incoming = self._version_row(tx, key, version)
+                result_version = self._choose(tx, rule.policy, key, current, incoming)
+                combination = self._combine(
+                    tx, key, rule.policy, base, current.version, version, result_version, None
+                )
+                return Stored(version, result_version, combination)
+        assert rule.merge is not None
+        return self._merge(key, rule.merge, base, current.version, version)
 
-    def lookup(self, key: str, where: Mapping[str, Any] | None = None) -> Artifact | None:
-        """The best version of ``key`` whose attributes match ``where``, with its files.
+    def _insert(
+        self,
+        tx: Tx,
+        key: str,
+        version: str,
+        files: dict[str, bytes],
+        hashes: dict[str, str],
+        metric: float,
+        attrs: dict[str, AttrValue],
+        origin: str | None,
+        base: str | None,
+    ) -> None:
+        for name, data in files.items():
+            tx.execute("insert_blob", hash=hashes[name], size=len(data), data=data)
+        new = tx.execute(
+            "insert_artifact",
+            key=key,
+            version=version,
+            metric=metric,
+            attrs=json.dumps(attrs, sort_keys=True),
+            origin=origin or self._node_id,
+            base=base,
+            created_ns=time.time_ns(),
+        )
+        if new:
+            for name in files:
+                tx.execute(
+                    "insert_artifact_file",
+                    key=key,
+                    version=version,
+                    name=name,
+                    blob_hash=hashes[name],
+                )
+            for name, value in attrs.items():
+                value_text = attr_text(value)
+                tx.execute(
+                    "insert_artifact_attr", key=key, version=version, name=name, value=value_text
+                )
+
+    def _choose(
+        self, tx: Tx, policy: str, key: str, current: ArtifactVersion, incoming: ArtifactVersion
+    ) -> str:
+        """The version that comes out of combining ``current`` and ``incoming``."""
+        if policy == "best":
+            best = self._current(tx, key, "best")  # the incoming version is in already
+            assert best is not None
+            return best.version
+        if policy == "newest":
+            return incoming.version
+        size_in, size_cur = sum(incoming.sizes.values()), sum(current.sizes.values())
+        if policy == "smallest":
+            return incoming.version if size_in < size_cur else current.version
+        if policy == "largest":
+            return incoming.version if size_in > size_cur else current.version
+        raise AssertionError(f"no choice rule for policy {policy!r}")
+
+    def _merge(
+        self, key: str, fn: MergeFn, base: str | None, current: str, incoming: str
+    ) -> Stored:
+        for _ in range(MAX_MERGE_ROUNDS):
+            merged, detail = self._run_merge(key, fn, base, current, incoming)
+            with self._store.transaction() as tx:
+                tx.execute("lock_learning_key", key=key)
+                now = self._current(tx, key, "merge")
+                assert now is not None  # the incoming version is stored
+                if now.version in (base, incoming):
+                    # The key came back to where this writer started, or to its own content.
+                    self._set_head(tx, key, incoming)
+                    return Stored(incoming, incoming)
+                if now.version != current:
+                    current = now.version  # moved again while merging: merge with that
+                    continue
+                if merged is not None:
+                    files, metric, attrs = merged
+                    hashes = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
+                    result = content_version(hashes, attrs)
+                    self._insert(tx, key, result, files, hashes, metric, attrs, None, current)
+                else:  # the merge function failed: the lower metric wins, as under best
+                    cur = self._version_row(tx, key, current)
+                    inc = self._version_row(tx, key, incoming)
+                    result = current if cur.metric < inc.metric else incoming
+                combination = self._combine(
+                    tx, key, "merge", base, current, incoming, result, detail
+                )
+                return Stored(incoming, result, combination)
+        raise StoreError(
+            f"key {key!r} kept moving while merging ({MAX_MERGE_ROUNDS} rounds); the incoming "
+            f"version {incoming} is stored but not merged: store it again to retry"
+        )
+
+    def _run_merge(
+        self, key: str, fn: MergeFn, base: str | None, current: str, incoming: str
+    ) -> tuple[tuple[dict[str, bytes], float, dict[str, AttrValue]] | None, str | None]:
+        """The merge function's checked output, or None and why it failed."""
+        base_art = self.get(key, base) if base else None
+        cur, inc = self.get(key, current), self.get(key, incoming)
+        assert cur is not None and inc is not None
+        try:
+            out = fn(key, base_art, cur, inc)
+            if not isinstance(out, tuple) or len(out) != 3:
+                raise InvalidInput(
+                    f"a merge function must return (files, metric, attrs), got {type(out).__name__}"
+                )
+            files, metric, attrs = out
+            return (_checked_files(files), _checked_metric(metric), _checked_attrs(attrs)), None
+        except Exception as exc:
+            log.exception("merge function for %r failed; the lower metric wins", key)
+            why = f"merge function failed ({type(exc).__name__}: {exc}); kept the lower metric"
+            return None, why
+
+    def _combine(
+        self,
+        tx: Tx,
+        key: str,
+        policy: str,
+        base: str | None,
+        current: str,
+        incoming: str,
+        result: str,
+        detail: str | None,
+    ) -> Combination:
+        created_ns = time.time_ns()
+        tx.execute(
+            "insert_combination",
+            key=key,
+            policy=policy,
+            base=base,
+            current_version=current,
+            incoming_version=incoming,
+            result_version=result,
+            detail=detail,
+            created_ns=created_ns,
+        )
+        self._set_head(tx, key, result)
+        log.info(
+            "%s: %s combined current %s with incoming %s -> %s",
+            key, policy, current[:12], incoming[:12], result[:12],
+        )  # fmt: skip
+        return Combination(key, policy, base, current, incoming, result, detail, _time(created_ns))
+
+    def _set_head(self, tx: Tx, key: str, version: str) -> None:
+        last = tx.one("last_head", key=key)
+        if last is None or last["version"] != version:
+            tx.execute("insert_head", key=key, version=version, created_ns=time.time_ns())
+
+    def _current(self, tx: Tx, key: str, policy: str) -> ArtifactVersion | None:
+        """The key's current version under ``policy`` (None: the key has no version)."""
+        if policy == "best":
+            row = tx.one("best_artifact", key=key)
+        else:  # the last version made current; keys stored some other way: the newest
+            row = tx.one("head_artifact", key=key) or tx.one("newest_artifact", key=key)
+        return None if row is None else _version(key, row)
+
+    def _version_row(self, tx: Tx, key: str, version: str) -> ArtifactVersion:
+        row = tx.one("artifact_version", key=key, version=version)
+        assert row is not None
+        return _version(key, row)
+
+    # --- reading ------------------------------------------------------------------------
+
+    def lookup(
+        self, key: str, where: Mapping[str, Any] | None = None, *, local: bool = False
+    ) -> Artifact | None:
+        """The current version of ``key`` whose attributes match ``where``, with its files.
+        Its ``version`` is the token to pass as ``base`` when storing what was learned from it.
+
+        On a miss, unless ``local``, the hub asks elsewhere (``self.elsewhere``: an upstream
+        hub, later peers) within ``lookup_timeout`` and stores what it gets.
 
         Attributes match by their text on the wire (``attr_text``): ``{"period": 10}`` and
         ``{"period": "10"}`` match either. A ``where`` field that no version of the key has
         is an error, not a silent miss.
         """
         with self._store.transaction(readonly=True) as tx:
-            best = self._best(tx, key, where)
-            if best is None:
-                return None
-            return _with_files(best, tx.all("artifact_files", key=key, version=best.version))
+            found = self._find(tx, key, where)
+            if found is not None:
+                return _with_files(found, tx.all("artifact_files", key=key, version=found.version))
+        if local or not self.elsewhere.sources:
+            return None
+        wanted = {name: attr_text(value) for name, value in (where or {}).items()}
+        fetched = self.elsewhere.ask(key, wanted, self._adopt)
+        if fetched is None:
+            return None
+        # What the store holds now (the fetched version, or what a policy made of it).
+        return self.lookup(key, where, local=True)
+
+    def _adopt(self, artifact: Artifact) -> None:
+        """Store a version found elsewhere, under its origin."""
+        try:
+            self.put(
+                artifact.key,
+                artifact.files,
+                artifact.metric,
+                artifact.attrs,
+                origin=artifact.origin,
+            )
+        except InvalidInput as exc:
+            log.warning("a version of %r found elsewhere was not stored: %s", artifact.key, exc)
 
     def best(self, key: str, where: Mapping[str, Any] | None = None) -> ArtifactVersion | None:
-        """Like ``lookup`` without reading the files."""
+        """The current version of ``key`` (as ``lookup`` with ``local``), without its files.
+        Under the default policy, the best: lowest metric, newest on ties."""
         with self._store.transaction(readonly=True) as tx:
+            return self._find(tx, key, where)
+
+    current = best
+
+    def _find(self, tx: Tx, key: str, where: Mapping[str, Any] | None) -> ArtifactVersion | None:
+        _check_key(key)
+        policy = self.policies.rule_for(key).policy
+        if policy == "best":
             return self._best(tx, key, where)
+        wanted = {name: attr_text(value) for name, value in (where or {}).items()}
+        if not wanted:
+            return self._current(tx, key, policy)
+        row = tx.one("head_artifact_where", key=key, where=json.dumps(wanted), n_where=len(wanted))
+        if row is not None:
+            return _version(key, row)
+        # No version made current matches: the best that does (or the unknown-field error).
+        return self._best(tx, key, where)
 
     def _best(self, tx: Tx, key: str, where: Mapping[str, Any] | None) -> ArtifactVersion | None:
         _check_key(key)
@@ -141,6 +431,25 @@ class Learning:
                     f"{key!r}; its versions have: {', '.join(known) or 'no attributes'}"
                 )
         return None if row is None else _version(key, row)
+
+    def combinations(self, key: str) -> list[Combination]:
+        """Every combination of concurrent stores of ``key``, newest first."""
+        _check_key(key)
+        with self._store.transaction(readonly=True) as tx:
+            rows = tx.all("artifact_combinations", key=key)
+        return [
+            Combination(
+                key=key,
+                policy=r["policy"],
+                base=r["base"],
+                current=r["current_version"],
+                incoming=r["incoming_version"],
+                result=r["result_version"],
+                detail=r["detail"],
+                created=_time(r["created_ns"]),
+            )
+            for r in rows
+        ]
 
     def get(self, key: str, version: str) -> Artifact | None:
         """One exact version of ``key``, or None."""

@@ -117,7 +117,7 @@ ORDER BY h.seq DESC
 LIMIT 1
 
 -- name: head_artifact_where
--- The last version made current that has all %(n_where)s attributes of %(where)s.
+-- The last version made current that has all :n_where attributes of :where.
 SELECT a.version, a.metric, a.attrs, a.origin, a.base, a.created_ns, a.sizes
 FROM artifact_heads h JOIN artifact_summaries a ON a.key = h.key AND a.version = h.version
 WHERE h.key = %(key)s
@@ -138,13 +138,14 @@ ORDER BY created_ns DESC, seq DESC
 LIMIT 1
 
 -- name: insert_head
-INSERT INTO artifact_heads (key, version, created_ns) VALUES (%(key)s, %(version)s, %(created_ns)s)
+INSERT INTO artifact_heads (key, version, created_ns)
+VALUES (%(key)s, %(version)s, %(created_ns)s)
 
 -- name: insert_combination
 INSERT INTO artifact_combinations (key, policy, base, current_version, incoming_version,
                                    result_version, detail, created_ns)
-VALUES (%(key)s, %(policy)s, %(base)s, %(current_version)s, %(incoming_version)s, %(result_version)s, %(detail)s,
-        %(created_ns)s)
+VALUES (%(key)s, %(policy)s, %(base)s, %(current_version)s, %(incoming_version)s,
+        %(result_version)s, %(detail)s, %(created_ns)s)
 
 -- name: artifact_combinations
 -- A key's combinations, newest first.
