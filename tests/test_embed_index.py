@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -129,17 +131,37 @@ def test_approximate_index_follows_writes_and_deletes(hub: learnhub.Hub) -> None
     assert len(hub.embed._indexes[MODEL].ann) == hub.embed.count(MODEL)
 
 
+def wait_for(cond, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 @needs_faiss
-def test_default_picks_approximate_above_the_threshold(hub: learnhub.Hub) -> None:
-    mat = clustered(2000)
-    put(hub, mat)
+def test_above_the_threshold_the_index_builds_in_the_background(hub: learnhub.Hub) -> None:
+    mat = clustered(4000)
+    refs = put(hub, mat)
     hub.embed.search(mat[0], model=MODEL)
-    assert hub.embed._indexes[MODEL].ann is None  # below the default threshold: exact
+    index = hub.embed._indexes[MODEL]
+    assert index.ann is None and not index.building  # below the default threshold: exact
     hub.embed.approximate_above = 1000
     exclude = [r for r, _ in hub.embed.search(mat[0], k=3, model=MODEL, exact=True)]
-    got = hub.embed.search(mat[0], k=5, model=MODEL, exclude=exclude)
-    assert hub.embed._indexes[MODEL].ann is not None
-    assert len(got) == 5 and not set(exclude) & {r for r, _ in got}
+    got = hub.embed.search(mat[0], k=5, model=MODEL, exclude=exclude)  # starts the build
+    assert index.building or index.ann is not None
+    want = hub.embed.search(mat[0], k=5, model=MODEL, exclude=exclude, exact=True)
+    if index.ann is None:  # still building: the answer was exact
+        assert got == want
+    # writes while it builds are in the index once it is installed
+    hub.embed.put_vectors({"late": mat[1]}, MODEL)
+    hub.embed.delete(refs[2], MODEL)
+    hub.embed.search(mat[0], model=MODEL)  # applies the writes to the matrix
+    wait_for(lambda: index.ann is not None, "the approximate index")
+    assert not index.building
+    top = {r for r, _ in hub.embed.search(mat[1], k=2, model=MODEL)}
+    assert top == {"late", refs[1]}
+    assert refs[2] not in {r for r, _ in hub.embed.search(mat[2], k=10, model=MODEL)}
+    assert len(index.ann) == hub.embed.count(MODEL)
     # a prefix filter is scored exactly, over the prefix's rows
     put(hub, mat[:10], prefix="x/")
     got = hub.embed.search(mat[3], k=3, model=MODEL, filter="x/")

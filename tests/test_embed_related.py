@@ -82,8 +82,8 @@ def test_related_flow_end_to_end(hub: learnhub.Hub) -> None:
     backlog = hub.embed.backlog(history(1), model="hashing", rerank_template="strip_header")
     assert {hub.jobs.get(j).priority for j in backlog} == {BACKLOG_PRIORITY}  # type: ignore[union-attr]
     burst(hub)
-    assert hub.embed.count("hashing") == 54
-    assert hub.embed.count("hashing@strip_header") == 54
+    assert hub.embed.count("hashing") == len(history(1))
+    assert hub.embed.count("hashing@strip_header") == len(history(1))
 
     items = meeting(1)
     flow_id = hub.embed.related(
@@ -211,7 +211,12 @@ def test_bad_input_is_rejected(hub: learnhub.Hub) -> None:
 
 
 @pytest.mark.skipif(not minilm_installed(), reason="the embed extra (minilm) is not installed")
-def test_minilm_labelled_pairs_are_in_the_top_3(tmp_path: Path) -> None:
+def test_minilm_finds_labelled_relatives_in_the_top_3(tmp_path: Path) -> None:
+    """The labelled pairs were written blind (before any model ran): two discussions of one
+    problem in different meetings. A discussion often has several relatives in the corpus, so
+    "the labelled one in the top 3" is strict; when written, 30 of the 44 directed pairs held
+    (the same as ranking every discussion by its header-less vector: the two-stage flow loses
+    none), and most misses had other discussions of the same problem above them."""
     with learnhub.open(f"sqlite:///{tmp_path / 'hub.db'}") as hub:
         published = Published(hub)
         hub.embed.backlog(history(), model="minilm", rerank_template="strip_header")
@@ -232,5 +237,18 @@ def test_minilm_labelled_pairs_are_in_the_top_3(tmp_path: Path) -> None:
             for x, y in ((a, b), (b, a)):
                 if y not in [r for r, _ in published.got[x]]:
                     misses.append((x, y))
-        print("labelled pairs missed in the top 3:", misses)
-        assert len(misses) <= 4, misses  # of 16 directed pairs (4 missed when written)
+        print(f"labelled pairs missed in the top 3: {len(misses)} of {2 * len(PAIRS)}", misses)
+        assert len(misses) <= 14, misses
+        # each item got the best 3 of the whole corpus by header-less vectors (up to the
+        # model's batch-to-batch noise: texts embedded in another batch differ by ~1e-3)
+        refs = [d["ref"] for d in CORPUS]
+        vecs = get_embedder("minilm").embed([strip_header(d["text"]) for d in CORPUS])
+        for x, got in published.got.items():
+            group = x.split("/")[0] + "/"
+            scores = vecs @ vecs[refs.index(x)]
+            outside = sorted(
+                (float(scores[i]) for i, r in enumerate(refs) if not r.startswith(group)),
+                reverse=True,
+            )
+            fresh = [float(scores[refs.index(r)]) for r, _ in got]
+            assert min(fresh) >= outside[2] - 0.01, (x, got, outside[:3])

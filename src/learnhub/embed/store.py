@@ -130,6 +130,8 @@ class _Index:
         self.version = 0  # bumped when the set of refs changes (invalidates filter masks)
         self._masks: dict[str, tuple[int, np.ndarray]] = {}
         self.ann: ann.IVFIndex | None = None
+        self.building = False  # an approximate index is being built in the background
+        self._dirty: set[int] = set()  # rows changed since that build began
 
     def close(self) -> None:
         self.mat = np.zeros((0, self.dim), dtype=np.float32)
@@ -164,9 +166,7 @@ class _Index:
                 self.version += 1
             self.mat[i] = vec
             changed.append(i)
-        if self.ann is not None and changed:
-            rows = np.unique(np.asarray(changed, dtype=np.int64))
-            self.ann.set(rows, self.mat[rows])
+        self._changed(changed)
 
     def remove(self, ref: str) -> None:
         self.skipped.discard(ref)
@@ -182,10 +182,39 @@ class _Index:
         self.refs.pop()
         self.n = last
         self.version += 1
-        if self.ann is not None:
-            self.ann.remove(np.array([last], dtype=np.int64))
-            if i != last:
-                self.ann.set(np.array([i], dtype=np.int64), self.mat[i : i + 1])
+        self._changed([i, last])
+
+    def _changed(self, rows: list[int]) -> None:
+        """Bring the approximate index (and the one being built) in step with these rows."""
+        if self.building:
+            self._dirty.update(rows)
+        if self.ann is not None and rows:
+            self.ann = self._updated(self.ann, set(rows))
+
+    def _updated(self, index: ann.IVFIndex, rows: set[int]) -> ann.IVFIndex:
+        ids = np.array(sorted(rows), dtype=np.int64)
+        gone, kept = ids[ids >= self.n], ids[ids < self.n]
+        if len(gone):
+            index.remove(gone)
+        if len(kept):
+            index.set(kept, self.mat[kept])
+        return index
+
+    def stale(self) -> bool:
+        """No approximate index yet, or the matrix grew 4x since it was trained."""
+        return self.ann is None or self.n >= 4 * self.ann.trained_n
+
+    def begin_build(self) -> tuple[int, np.ndarray]:
+        self.building = True
+        self._dirty.clear()
+        return self.n, self.mat
+
+    def install(self, built: ann.IVFIndex) -> None:
+        """Use ``built`` (from the rows as they were at ``begin_build``) once the rows changed
+        since are applied to it."""
+        self.building = False
+        self.ann = self._updated(built, self._dirty)
+        self._dirty.clear()
 
     def prefix_rows(self, prefix: str) -> np.ndarray:
         cached = self._masks.get(prefix)
@@ -396,10 +425,20 @@ class Embeddings:
         q = self._query_vector(query, embedder)
         with self._lock:
             index = self._refresh(embedder)
-            if exact is None:
-                exact = index.n < self.approximate_above or not ann.available()
-            if filter is None and not exact:
-                return self._nearest(index, q, int(k), excluded)
+            if index.n == 0:
+                return []
+            approximate = exact is False or (
+                exact is None and index.n >= self.approximate_above and ann.available()
+            )
+            if approximate and index.stale():
+                if exact is False:  # asked for by name: build it now
+                    index.begin_build()
+                    index.install(self._build(index.mat, index.n))
+                elif not index.building:  # searches stay exact until it is ready
+                    self._build_in_background(embedder.name, index)
+            if approximate and filter is None and index.ann is not None:
+                rows, scores = index.ann.search(q, int(k) + len(excluded))
+                return _named(index, rows, scores, int(k), excluded)
             return self._top_k(index, q, int(k), filter, excluded)
 
     def _query_vector(self, query: str | np.ndarray, embedder: Embedder) -> np.ndarray:
@@ -410,7 +449,7 @@ class Embeddings:
     def _top_k(
         self, index: _Index, q: np.ndarray, k: int, prefix: str | None, excluded: set[str]
     ) -> list[tuple[str, float]]:
-        """Exact: every vector (of the prefix) scored, the best ``k`` picked out."""
+        """Every vector (of the prefix) scored, the best ``k`` picked out."""
         rows = None if prefix is None else index.prefix_rows(prefix)
         scores = index.mat[: index.n] @ q if rows is None else index.mat[rows] @ q
         want = min(k + len(excluded), len(scores))  # room for excluded refs among the best
@@ -422,21 +461,33 @@ class Embeddings:
         top = top[np.argsort(-scores[top], kind="stable")]
         return _named(index, top if rows is None else rows[top], scores[top], k, excluded)
 
-    def _nearest(
-        self, index: _Index, q: np.ndarray, k: int, excluded: set[str]
-    ) -> list[tuple[str, float]]:
-        """Approximate: the IVF index, built (or rebuilt once the model has grown 4x since)
-        here, on first use."""
-        if index.ann is None or index.n >= 4 * index.ann.trained_n:
-            t0 = time.perf_counter()
-            index.ann = ann.IVFIndex(index.mat[: index.n])
-            log.info(
-                "built the approximate index of %d vectors in %.1fs",
-                index.n,
-                time.perf_counter() - t0,
-            )
-        rows, scores = index.ann.search(q, k + len(excluded))
-        return _named(index, rows, scores, k, excluded)
+    @staticmethod
+    def _build(mat: np.ndarray, n: int) -> ann.IVFIndex:
+        t0 = time.perf_counter()
+        built = ann.IVFIndex(mat[:n])
+        log.info("built the approximate index of %d vectors in %.1fs", n, time.perf_counter() - t0)
+        return built
+
+    def _build_in_background(self, name: str, index: _Index) -> None:
+        n, mat = index.begin_build()
+
+        def build() -> None:
+            # Reads rows while writers may change them: the rows they change are marked
+            # dirty and applied again by install().
+            try:
+                built = self._build(mat, n)
+            except Exception:
+                log.exception("building the approximate index of %s failed", name)
+                built = None
+            with self._lock:
+                if self._indexes.get(name) is not index:  # reloaded meanwhile: drop it
+                    return
+                if built is None:
+                    index.building = False
+                else:
+                    index.install(built)
+
+        threading.Thread(target=build, name=f"learnhub-ann-{name}", daemon=True).start()
 
     # --- the index -------------------------------------------------------------------------
 
