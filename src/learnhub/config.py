@@ -157,7 +157,9 @@ def _location(url: str, what: str, glob: bool) -> str:
                 f"{where}: {url!r} needs the {package} package: pip install {package}"
             )
     rest = url.split("://", 1)[1] if "://" in url else url
-    if not rest.strip("/"):
+    bucket = rest.split("/", 1)[0]
+    object_store = scheme not in ("file", "local", "memory")
+    if not rest.strip("/") or (object_store and (not bucket or any(c in bucket for c in "*?["))):
         raise ConfigError(f"{where}: {url!r} names no bucket or folder")
     wild = any(c in rest for c in "*?[")
     if not glob and wild:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 import json
 import math
 import urllib.parse
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from learnhub.learning import Artifact
+from learnhub.errors import InvalidInput
+from learnhub.learning import Artifact, Learning
 from learnhub.learning.artifacts import attr_text, content_version
 from learnhub.store import Store
 
@@ -95,8 +97,18 @@ def parse_file(data: bytes, path: str) -> LoadedArtifact:
     return LoadedArtifact(key, version, float(metric), attrs, origin, base, created, files)
 
 
-def load(store: Store, art: LoadedArtifact) -> bool:
-    """Store a loaded version as it is (origin and time kept); False if it was already here."""
+def load(learning: Learning, store: Store, art: LoadedArtifact) -> bool:
+    """Store a loaded version (its origin kept); False if it was already here. Through
+    ``learning.put`` when it takes an origin, so the key's combination policy decides what
+    becomes current, as for any other incoming version."""
+    if learning.get(art.key, art.version) is not None:
+        return False
+    if "origin" in inspect.signature(learning.put if hasattr(learning, "put") else load).parameters:
+        try:
+            learning.put(art.key, art.files, art.metric, art.attrs, origin=art.origin)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+        return True
     hashes = {n: hashlib.sha256(d).hexdigest() for n, d in art.files.items()}
     with store.transaction() as tx:
         for name, data in art.files.items():

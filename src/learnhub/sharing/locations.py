@@ -85,7 +85,6 @@ def _make_fs(proto: str, opts: dict[str, Any], timeout: float) -> fsspec.Abstrac
         config.setdefault("connect_timeout", min(timeout, 10.0))
         config.setdefault("read_timeout", timeout)
         config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
-        opts.setdefault("retries", 2)
         return s3fs.S3FileSystem(skip_instance_cache=True, config_kwargs=config, **opts)
     if proto in ("gs", "gcs"):
         # The plain class: gcsfs's experimental one (its default) probes each bucket's type
@@ -287,7 +286,8 @@ class Location:
             raise LocationError(f"{self.name}: {path} does not hold what was written")
 
     def delete(self, name: str) -> bool:
-        """Remove ``name`` from this folder; False if it was not there."""
+        """Remove ``name`` from this folder; False if it was known not to be there (object
+        stores answer a delete of a missing object like any other)."""
         path = self.join(name)
 
         def run() -> bool:

@@ -405,7 +405,7 @@ class Sharing:
         report.loaded += len(winners)
         for loc, path, art in artifacts:
             try:
-                if artifact_files.load(self._store, art):
+                if artifact_files.load(self._learning, self._store, art):
                     report.loaded += 1
             except ValueError as exc:
                 report.skipped += 1
