@@ -420,3 +420,42 @@ def test_hub_starts_with_every_location_down(make_hub, tmp_path: Path) -> None:
     statuses = {s["location"]: s for s in hub.sharing.status()}
     assert not statuses["s3://no-such-bucket-lh/*.json"]["ok"]
     assert os.path.exists(f"{tmp_path}/elsewhere/x/{e.id}{SUFFIX}")  # the backup made its folder
+
+
+# --- artifacts by key pattern ------------------------------------------------------------------
+
+
+def test_artifacts_matching_patterns_are_backed_up_and_loaded(make_hub, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    alice = make_hub(backup=str(shared / "alice"), artifacts=["model/*"])
+    v1 = alice.learning.store("model/churn", {"weights.bin": b"\x00\x01" * 50}, 0.25,
+                              {"mode": "fast"})  # fmt: skip
+    alice.learning.store("notes/private", {"n.txt": b"stays here"}, 1.0)
+    report = alice.sharing.sync()
+    assert report.backed_up == 1 and report.errors == {}
+    files = sorted(p.name for p in (shared / "alice").iterdir())
+    assert files == [f"model%2Fchurn@{v1}.artifact.json"]
+    assert alice.sharing.sync().backed_up == 0  # a version is written once
+
+    bob = make_hub(sources=[f"{shared}/*/*.json"], artifacts=["model/*"])
+    assert bob.sharing.sync().loaded == 1
+    got = bob.learning.lookup("model/churn")
+    assert got is not None and got.version == v1 and got.files == {"weights.bin": b"\x00\x01" * 50}
+    assert got.origin == alice.node_id and got.attrs == {"mode": "fast"}
+    assert bob.learning.lookup("notes/private") is None
+    assert bob.sharing.sync().read == 0
+
+    # a tampered file is skipped and reported; a hub without the pattern ignores artifacts
+    path = shared / "alice" / files[0]
+    doc = json.loads(path.read_text())
+    doc["metric"], doc["attrs"] = 0.0, {"mode": "slow"}
+    (shared / "alice" / f"model%2Fother@{doc['version']}.artifact.json").write_text(
+        json.dumps(doc | {"key": "model/other"})
+    )
+    report = bob.sharing.sync()
+    assert report.skipped == 1 and bob.learning.lookup("model/other") is None
+    [status] = bob.sharing.status()
+    assert "does not match version" in " ".join(status["skipped_files"])
+    carol = make_hub(sources=[f"{shared}/*/*.json"])
+    report = carol.sharing.sync()
+    assert report.loaded == 0 and carol.learning.lookup("model/churn") is None
