@@ -1,4 +1,4 @@
-"""Learning-data commands: info, lookup, store, versions, ls."""
+"""Learning-data commands: info, lookup, store, versions, combinations, ls."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.table import Table
 import learnhub
 from learnhub.cli.base import cli, common_options, name_values, open_hub, out
 from learnhub.errors import InvalidInput, LearnhubError
-from learnhub.learning import ArtifactVersion
+from learnhub.learning import ArtifactVersion, Combination
 
 
 def _version_dict(v: ArtifactVersion) -> dict[str, Any]:
@@ -75,13 +75,23 @@ def info(db: str | None, as_json: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write the version's files into this directory.",
 )
+@click.option(
+    "--local", is_flag=True, help="Only this hub's store: never ask the upstream hub or peers."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def lookup(
-    db: str | None, key: str, where: tuple[str, ...], out_dir: Path | None, as_json: bool
+    db: str | None,
+    key: str,
+    where: tuple[str, ...],
+    out_dir: Path | None,
+    local: bool,
+    as_json: bool,
 ) -> None:
-    """Show the best version of KEY (lowest metric; newest on ties)."""
+    """Show the current version of KEY (under the default policy, the best: lowest metric,
+    newest on ties); its version is the token to pass to `store --base`. On a miss, unless
+    --local, the upstream hub is asked (within learning.lookup_timeout)."""
     with open_hub(db) as hub:
-        artifact = hub.learning.lookup(key, name_values(where, "--where"))
+        artifact = hub.learning.lookup(key, name_values(where, "--where"), local=local)
     if artifact is None:
         raise InvalidInput(f"no learning data for {key!r}" + (" matching --where" if where else ""))
     if out_dir:
@@ -91,7 +101,7 @@ def lookup(
     if as_json:
         click.echo(json.dumps(_version_dict(artifact)))
         return
-    _print_versions([artifact], f"best version of {key}")
+    _print_versions([artifact], f"current version of {key}")
     if out_dir:
         out.print(f"wrote {len(artifact.files)} file(s) to {out_dir}")
 
@@ -132,16 +142,35 @@ def store(
     if len(blobs) != len(files):
         raise InvalidInput("two FILES have the same name; each file is stored under its name")
     with open_hub(db) as hub:
-        version = hub.learning.store(key, blobs, metric, name_values(attr, "--attr"), base)
-        best = hub.learning.best(key)
-    assert best is not None
+        stored = hub.learning.put(key, blobs, metric, name_values(attr, "--attr"), base)
+        what = "the best" if hub.learning.policies.rule_for(key).policy == "best" else "current"
+    combined = stored.combination
     if as_json:
-        click.echo(json.dumps({"key": key, "version": version, "best": best.version}))
+        click.echo(
+            json.dumps(
+                {
+                    "key": key,
+                    "version": stored.version,
+                    "best": stored.current,  # the name it had before policies
+                    "current": stored.current,
+                    "combination": _combination_dict(combined) if combined else None,
+                }
+            )
+        )
         return
     out.print(
-        f"stored {key} version {version}"
-        + (" (now the best)" if best.version == version else f" (best stays {best.version})")
+        f"stored {key} version {stored.version}"
+        + (
+            f" (now {what})"
+            if stored.current == stored.version
+            else f" ({what.removeprefix('the ')} stays {stored.current})"
+        )
     )
+    if combined:
+        out.print(
+            f"the key had moved on since {combined.base or 'a miss'}: {combined.policy} "
+            f"combined current {combined.current[:12]} with it into {combined.result[:12]}"
+        )
 
 
 @cli.command()
@@ -156,6 +185,42 @@ def versions(db: str | None, key: str, as_json: bool) -> None:
         click.echo(json.dumps([_version_dict(v) for v in found]))
         return
     _print_versions(found, f"versions of {key}")
+
+
+@cli.command()
+@common_options
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def combinations(db: str | None, key: str, as_json: bool) -> None:
+    """List how concurrent stores of KEY were combined, newest first."""
+    with open_hub(db) as hub:
+        found = hub.learning.combinations(key)
+    if as_json:
+        click.echo(json.dumps([_combination_dict(c) for c in found]))
+        return
+    table = Table("when", "policy", "base", "current", "incoming", "result", title=key)
+    for c in found:
+        table.add_row(
+            c.created.strftime("%Y-%m-%d %H:%M:%S"),
+            c.policy + (f" ({c.detail})" if c.detail else ""),
+            (c.base or "-")[:12],
+            c.current[:12],
+            c.incoming[:12],
+            c.result[:12],
+        )
+    out.print(table)
+
+
+def _combination_dict(c: Combination) -> dict[str, Any]:
+    return {
+        "policy": c.policy,
+        "base": c.base,
+        "current": c.current,
+        "incoming": c.incoming,
+        "result": c.result,
+        "detail": c.detail,
+        "created": c.created.isoformat(),
+    }
 
 
 @cli.command(name="ls")
