@@ -1,0 +1,176 @@
+"""The peer link's bytes: RESP both ways, over asyncio streams.
+
+Requests are parsed by the server's sans-IO ``RequestParser`` and replies encoded with its
+``encode_reply``; what is missing there is the other half a *client* needs, a reply parser,
+which is here (sans-IO too: bytes in, values out), with the thin asyncio loops around both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from learnhub.errors import LearnhubError
+from learnhub.server.resp import ErrorReply, ProtocolError, RequestParser, encode_command
+
+__all__ = ["Conn", "PeerError", "ReplyParser", "RequestParser", "encode_command"]
+
+READ_SIZE = 1024 * 1024
+# A reply larger than this is garbage (the largest real one is a chunk, at most 8 MiB).
+MAX_REPLY_BULK = 64 * 1024 * 1024
+MAX_REPLY_ITEMS = 1_000_000
+_INCOMPLETE = object()
+
+
+class PeerError(LearnhubError):
+    """A peer answered with an error, or the link to it failed. ``code`` is the error's first
+    word (DENIED, NOAUTH, NOTFOUND, ERR ...), or LINK when the link itself failed."""
+
+    def __init__(self, message: str, code: str = "ERR") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ReplyParser:
+    """Incremental parser for the replies of a RESP2 server."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._pos and self._pos * 2 >= len(self._buf):
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def next_reply(self) -> Any:
+        """One complete reply (an ``ErrorReply`` for an error), or ``_INCOMPLETE``."""
+        value, end = self._parse(self._pos)
+        if value is _INCOMPLETE:
+            return _INCOMPLETE
+        self._pos = end
+        return value
+
+    def _line(self, pos: int) -> tuple[bytes, int] | None:
+        end = self._buf.find(b"\r\n", pos)
+        if end < 0:
+            if len(self._buf) - pos > 64 * 1024:
+                raise ProtocolError("reply line too long")
+            return None
+        return bytes(self._buf[pos:end]), end + 2
+
+    def _parse(self, pos: int) -> tuple[Any, int]:
+        line = self._line(pos)
+        if line is None:
+            return _INCOMPLETE, pos
+        text, after = line
+        if not text:
+            raise ProtocolError("empty reply line")
+        kind, body = text[:1], text[1:]
+        if kind == b"+":
+            return body.decode(errors="replace"), after
+        if kind == b"-":
+            return ErrorReply(body.decode(errors="replace")), after
+        if kind == b":":
+            return int(body), after
+        if kind == b"_":
+            return None, after
+        if kind == b"$":
+            n = int(body)
+            if n < 0:
+                return None, after
+            if n > MAX_REPLY_BULK:
+                raise ProtocolError(f"reply bulk of {n} bytes is too large")
+            if len(self._buf) < after + n + 2:
+                return _INCOMPLETE, pos
+            return bytes(self._buf[after : after + n]), after + n + 2
+        if kind == b"*":
+            n = int(body)
+            if n < 0:
+                return None, after
+            if n > MAX_REPLY_ITEMS:
+                raise ProtocolError(f"reply array of {n} items is too large")
+            items = []
+            for _ in range(n):
+                item, after = self._parse(after)
+                if item is _INCOMPLETE:
+                    return _INCOMPLETE, pos
+                items.append(item)
+            return items, after
+        raise ProtocolError(f"unexpected reply type {kind!r}")
+
+
+class Conn:
+    """A client connection to a peer: send commands, read replies in order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._parser = ReplyParser()
+        self.lock = asyncio.Lock()  # one request/response exchange at a time
+        self.closed = False
+
+    @classmethod
+    async def open(cls, host: str, port: int, timeout: float) -> Conn:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, limit=READ_SIZE), timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            raise PeerError(f"cannot connect to peer {host}:{port}: {exc!r}", "LINK") from exc
+        return cls(reader, writer)
+
+    async def call(self, *args: Any) -> Any:
+        """Send one command and return its reply; an error reply raises PeerError."""
+        return (await self.pipeline([args]))[0]
+
+    async def pipeline(self, commands: list[tuple[Any, ...]], raise_errors: bool = True) -> list:
+        """Send commands at once and read their replies (in order)."""
+        try:
+            self.writer.write(b"".join(encode_command(*c) for c in commands))
+            await self.writer.drain()
+            replies = [await self._read() for _ in commands]
+        except (OSError, ProtocolError, asyncio.IncompleteReadError) as exc:
+            self.close()
+            raise PeerError(f"link to peer failed: {exc!r}", "LINK") from exc
+        if raise_errors:
+            for reply in replies:
+                if isinstance(reply, ErrorReply):
+                    raise error_of(reply)
+        return replies
+
+    async def send(self, *args: Any) -> None:
+        """Write one command without waiting (its reply is read by ``receive``)."""
+        self.writer.write(encode_command(*args))
+        await self.writer.drain()
+
+    async def receive(self) -> Any:
+        try:
+            reply = await self._read()
+        except (OSError, ProtocolError) as exc:
+            self.close()
+            raise PeerError(f"link to peer failed: {exc!r}", "LINK") from exc
+        if isinstance(reply, ErrorReply):
+            raise error_of(reply)
+        return reply
+
+    async def _read(self) -> Any:
+        while True:
+            reply = self._parser.next_reply()
+            if reply is not _INCOMPLETE:
+                return reply
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                raise ProtocolError("the peer closed the connection")
+            self._parser.feed(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.writer.close()
+
+
+def error_of(reply: ErrorReply) -> PeerError:
+    code, _, _ = reply.partition(" ")
+    return PeerError(f"peer refused: {reply}", code if code.isupper() else "ERR")
