@@ -354,6 +354,97 @@ RETURNING name
 -- name: list_schedules
 SELECT name, task, args, queue, priority, every_s, cron, next_ns FROM schedules ORDER BY name
 
+-- peers ------------------------------------------------------------------------------------
+
+-- name: peers_all
+SELECT address, node_id, source, added_ns, last_seen_ns, last_exchange_ns, last_error, failures
+FROM peers ORDER BY address
+
+-- name: peer_add
+-- By hand: an address learned before becomes an added one.
+INSERT INTO peers (address, node_id, source, added_ns) VALUES (:address, NULL, :source, :now_ns)
+ON CONFLICT (address) DO UPDATE SET source = excluded.source
+
+-- name: peer_learn
+-- A peer that said where it listens; an address added by hand keeps its source.
+INSERT INTO peers (address, node_id, source, added_ns, last_seen_ns)
+VALUES (:address, :node_id, :source, :now_ns, :now_ns)
+ON CONFLICT (address) DO UPDATE SET node_id = excluded.node_id, last_seen_ns = excluded.last_seen_ns
+
+-- name: peer_remove
+DELETE FROM peers WHERE address = :address
+
+-- name: peer_seen
+UPDATE peers SET node_id = :node_id, last_seen_ns = :now_ns, failures = 0, last_error = NULL
+WHERE address = :address
+
+-- name: peer_exchanged
+UPDATE peers SET last_exchange_ns = :now_ns WHERE address = :address
+
+-- name: peer_failed
+UPDATE peers SET failures = failures + 1, last_error = :error WHERE address = :address
+
+-- name: peer_trust_put
+INSERT INTO peer_trust (node_id, public_key, added_ns) VALUES (:node_id, :public_key, :now_ns)
+ON CONFLICT (node_id) DO UPDATE SET public_key = excluded.public_key
+
+-- name: peer_trust_all
+SELECT node_id, public_key, added_ns FROM peer_trust ORDER BY node_id
+
+-- name: peer_trust_remove
+DELETE FROM peer_trust WHERE node_id = :node_id
+
+-- name: peer_want_put
+INSERT INTO peer_wants (node_id, key, created_ns) VALUES (:node_id, :key, :now_ns)
+ON CONFLICT (node_id, key) DO NOTHING
+
+-- name: peer_wants_for
+SELECT node_id FROM peer_wants WHERE key = :key ORDER BY node_id
+
+-- name: peer_want_counts
+SELECT node_id, count(*) AS wants FROM peer_wants GROUP BY node_id
+
+-- name: announcement_put
+INSERT INTO peer_announcements (node_id, key, version, metric, announced_ns, received_ns, address)
+VALUES (:node_id, :key, :version, :metric, :announced_ns, :received_ns, :address)
+ON CONFLICT (node_id, key) DO UPDATE
+SET version = excluded.version, metric = excluded.metric, announced_ns = excluded.announced_ns,
+    received_ns = excluded.received_ns, address = excluded.address
+
+-- name: announcements_for
+-- Who has the key, best first, then the most recent.
+SELECT node_id, version, metric, announced_ns, received_ns, address
+FROM peer_announcements WHERE key = :key
+ORDER BY metric ASC, announced_ns DESC
+
+-- name: announcement_counts
+SELECT node_id, count(*) AS keys, max(received_ns) AS last_ns
+FROM peer_announcements GROUP BY node_id
+
+-- name: announcements_all
+SELECT node_id, key, version, metric, announced_ns, received_ns, address
+FROM peer_announcements ORDER BY key, node_id
+
+-- name: peers_last_seq
+SELECT coalesce(max(seq), 0) AS seq FROM artifacts
+
+-- name: peers_new_versions
+-- Versions stored since the given seq (any process on this database): what is offered to peers.
+SELECT seq, key, version, metric, origin, created_ns FROM artifacts
+WHERE seq > :after ORDER BY seq LIMIT :limit
+
+-- name: peers_digest
+-- Each key's best version, in key order after the given key: a page of this hub's digest.
+SELECT key, version, metric, created_ns
+FROM (SELECT key, version, metric, created_ns,
+             row_number() OVER (PARTITION BY key
+                                ORDER BY metric ASC, created_ns DESC, seq DESC) AS rank
+      FROM artifacts WHERE key > :after) best
+WHERE rank = 1
+ORDER BY key
+LIMIT :limit
+
+
 -- ai keyspace ------------------------------------------------------------------------------
 
 -- name: ai_get
