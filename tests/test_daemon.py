@@ -98,7 +98,7 @@ def test_detach_writes_a_pid_file_and_logs_then_stop_stops_it(
 
     # A second hub on the same pid file, or the same socket, is refused and changes nothing.
     line = fails("serve", "--detach", "--db", db, "--socket", str(sock), "--log-file", str(log))
-    assert f"already running (pid {pid}" in line and "learnhub stop" in line
+    assert f"(pid {pid}) is already serving on {sock}" in line and "learnhub stop" in line
     other_pid = sock_dir / "other.pid"
     line = fails("serve", "--db", db, "--socket", str(sock), "--pid-file", str(other_pid))
     assert "already serving on" in line

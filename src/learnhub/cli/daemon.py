@@ -51,8 +51,9 @@ class PidFile:
     but its lock is gone, so the file is known stale and a recycled pid is never signalled.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, socket_path: Path) -> None:
         self.path = path
+        self.socket_path = socket_path  # what the hub serves, for messages
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -68,10 +69,7 @@ class PidFile:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise AlreadyRunning(
-                    f"learnhub is already running (pid {owner}, pid file {self.path}); "
-                    "stop it with `learnhub stop` first"
-                ) from None
+                raise AlreadyRunning(already_serving(owner, self.socket_path, self.path)) from None
             raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -102,6 +100,13 @@ class PidFile:
             return None
         finally:
             os.close(fd)
+
+
+def already_serving(pid: object, socket_path: Path, pid_path: Path) -> str:
+    return (
+        f"another learnhub (pid {pid}) is already serving on {socket_path} (pid file "
+        f"{pid_path}); stop it with `learnhub stop` first or choose another path with --socket"
+    )
 
 
 def default_pid_file(socket_path: Path) -> Path:
@@ -330,7 +335,7 @@ def serve(
             env["LEARNHUB_SERVER_TOKEN"] = token
         detach_hub(args, env, sock, pid_path, (log_file or default_log_file()).absolute())
         return
-    pid = PidFile(pid_path)
+    pid = PidFile(pid_path, sock)
     pid.acquire()
     try:
         with app_hub(db, config.jobs.app) as hub:
@@ -389,10 +394,7 @@ def detach_hub(
     """Start ``learnhub serve ARGS`` in its own session, logging to ``log_path``, and return once
     it serves (or fail with the end of its log)."""
     if (running := PidFile.owner(pid_path)) is not None:
-        raise AlreadyRunning(
-            f"learnhub is already running (pid {running}, pid file {pid_path}); "
-            "stop it with `learnhub stop` first"
-        )
+        raise AlreadyRunning(already_serving(running, sock, pid_path))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log_out:
