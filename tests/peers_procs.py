@@ -121,3 +121,58 @@ def open_store(url: str) -> learnhub.Hub:
     """The hub's store opened in the test process (SQLite and PostgreSQL allow a second
     process), to check what landed."""
     return learnhub.open(url)
+
+
+class RawPeer:
+    """A hand-driven peer-link client (a fresh identity) for bad-input and handshake tests."""
+
+    def __init__(self, address: str, node_id: str = "rawtestnode00001") -> None:
+        import secrets
+        import socket
+
+        from learnhub.peers.identity import Identity
+        from learnhub.peers.wire import ReplyParser
+
+        host, _, port = address.rpartition(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.parser = ReplyParser()
+        self.identity = Identity(node_id, secrets.token_bytes(32))
+        self.sent: list[bytes] = []
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def call(self, *args: Any) -> Any:
+        from learnhub.peers.wire import encode_command
+
+        data = encode_command(*args)
+        self.sent.append(data)
+        self.sock.sendall(data)
+        return self.read()
+
+    def read(self) -> Any:
+        from learnhub.peers.wire import _INCOMPLETE
+
+        while True:
+            reply = self.parser.next_reply()
+            if reply is not _INCOMPLETE:
+                return reply
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("closed by the hub")
+            self.parser.feed(data)
+
+    def hello(self, secret: bytes | None) -> Any:
+        """The client half of the handshake; returns the hub's answer to the proof."""
+        from learnhub.peers.identity import PROTOCOL, new_nonce, prove, transcript
+
+        me = self.identity
+        nonce = new_nonce()
+        reply = self.call("PEER.HELLO", PROTOCOL, me.node_id, me.public_key, nonce, ":0")
+        node, pub, nonce_s = (x.decode() for x in reply[:3])
+        data = transcript("client", (me.node_id, me.public_key, nonce), (node, pub, nonce_s))
+        signature, mac = prove(me, secret, data)
+        return self.call("PEER.HELLO", "PROOF", signature, mac)
+
+    def close(self) -> None:
+        self.sock.close()

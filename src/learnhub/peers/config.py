@@ -83,23 +83,21 @@ class Policy:
     def refuses(self, node: str | None, addr: str | None, key: str | None) -> str | None:
         """Why ``node`` at ``addr`` may not have ``key`` (None: it may). A None argument is
         not checked (e.g. a key-less HELLO)."""
-        if node is not None:
-            if any(glob_match(p, node) for p in self.deny_nodes):
-                return f"node {node} is in deny_nodes"
-            if self.allow_nodes and not any(glob_match(p, node) for p in self.allow_nodes):
-                return f"node {node} is not in allow_nodes"
-        if addr is not None:
-            if any(_address_match(p, addr) for p in self.deny_addresses):
-                return f"address {addr} is in deny_addresses"
-            if self.allow_addresses and not any(
-                _address_match(p, addr) for p in self.allow_addresses
-            ):
-                return f"address {addr} is not in allow_addresses"
-        if key is not None:
-            if any(glob_match(p, key) for p in self.deny_keys):
-                return f"key {key!r} is in deny_keys"
-            if self.allow_keys and not any(glob_match(p, key) for p in self.allow_keys):
-                return f"key {key!r} is not in allow_keys"
+        checks = (
+            ("node", "nodes", node, self.allow_nodes, self.deny_nodes, glob_match),
+            ("address", "addresses", addr, self.allow_addresses, self.deny_addresses,
+             _address_match),
+            ("key", "keys", key, self.allow_keys, self.deny_keys, glob_match),
+        )  # fmt: skip
+        for what, lists, value, allow, deny, match in checks:
+            if value is None:
+                continue
+            shown = repr(value) if what == "key" else value
+            for pattern in deny:
+                if match(pattern, value):
+                    return f"{what} {shown} matches deny_{lists} {pattern!r}"
+            if allow and not any(match(p, value) for p in allow):
+                return f"{what} {shown} is not in allow_{lists} {list(allow)!r}"
         return None
 
 

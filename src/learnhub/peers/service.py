@@ -337,9 +337,40 @@ class PeerService:
                 return None
             return None if reply is None else (addr, link.node_id, reply)
 
-        tasks = [asyncio.ensure_future(ask(a)) for a in addresses]
-        answers: list[tuple[str, str, list[Any]]] = []
-        pending = set(tasks)
+        pending = {asyncio.ensure_future(ask(a)) for a in addresses}
+        tried: set[str] = set()
+        try:
+            while pending and time.monotonic() < deadline:
+                answers, pending = await self._answers(pending, deadline)
+                offers = []
+                for addr, node, reply in answers:
+                    version, metric, ns, origin = (x.decode() for x in reply)
+                    why = self.import_refuses(node, addr, key, origin)
+                    if why:
+                        log.warning("not importing %r from %s at %s: %s", key, node, addr, why)
+                        self.stats["refused"] += 1
+                        continue
+                    offers.append((float(metric), -int(ns), version, addr, node))
+                # Best metric first, then the most recent; a failed provider passes to the next,
+                # then to answers that came in meanwhile.
+                for _, _, version, addr, node in sorted(offers):
+                    tried.add(addr)
+                    try:
+                        return await self._fetch(addr, node, key, version)
+                    except PeerError as exc:
+                        log.warning(
+                            "fetching %r %s from %s failed: %s", key, version[:12], addr, exc
+                        )
+            return None
+        finally:
+            for task in pending:
+                task.cancel()
+
+    @staticmethod
+    async def _answers(pending: set[asyncio.Future[Any]], deadline: float) -> tuple[list, set]:
+        """Hits among the peers' answers: wait for the first, then ``ANSWER_WINDOW_S`` more
+        for something better; a peer that never answers costs the deadline at most."""
+        answers: list[Any] = []
         first_at: float | None = None
         while pending:
             budget = deadline - time.monotonic()
@@ -354,24 +385,7 @@ class PeerService:
                 if task.result() is not None:
                     answers.append(task.result())
                     first_at = first_at or time.monotonic()
-        for task in pending:
-            task.cancel()
-        offers = []
-        for addr, node, reply in answers:
-            version, metric, ns, origin = (x.decode() for x in reply)
-            why = self.import_refuses(node, addr, key, origin)
-            if why:
-                log.warning("not importing %r from %s at %s: %s", key, node, addr, why)
-                self.stats["refused"] += 1
-                continue
-            offers.append((float(metric), -int(ns), version, addr, node))
-        offers.sort()
-        for _, _, version, addr, node in offers:
-            try:
-                return await self._fetch(addr, node, key, version)
-            except PeerError as exc:
-                log.warning("fetching %r %s from %s failed: %s", key, version[:12], addr, exc)
-        return None
+        return answers, pending
 
     # --- fetching -------------------------------------------------------------------------
 
