@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import platformdirs
@@ -197,19 +197,32 @@ def _group(gid: int) -> str:
 
 def learning_overrides(
     policies: tuple[str, ...], upstream: str | None, lookup_timeout: str | None
-) -> LearningConfig | None:
-    """The ``[learning]`` settings given as flags (None: none given)."""
+) -> dict[str, Any] | None:
+    """The ``[learning]`` settings given as flags (None: none given), checked."""
     if not policies and upstream is None and lookup_timeout is None:
         return None
-    values: dict[str, object] = {"policies": name_values(policies, "--policy")}
+    values: dict[str, Any] = {"policies": name_values(policies, "--policy")}
     if upstream is not None:
         values["upstream"] = upstream
     if lookup_timeout is not None:
         values["lookup_timeout"] = lookup_timeout
     try:
-        return LearningConfig(**values)  # type: ignore[arg-type]
+        LearningConfig(**values)
     except ConfigError as exc:
         raise InvalidInput(str(exc)) from None
+    return values
+
+
+def with_overrides(base: LearningConfig, flags: dict[str, Any]) -> LearningConfig:
+    """The configured ``[learning]`` with the flags on top: flag patterns are checked first;
+    an upstream or budget given as a flag replaces the configured one."""
+    policies = dict(flags["policies"])
+    policies.update((p, v) for p, v in base.policies.items() if p not in policies)
+    return LearningConfig(
+        policies=policies,
+        upstream=flags.get("upstream", base.upstream),
+        lookup_timeout=flags.get("lookup_timeout", base.lookup_timeout),
+    )
 
 
 # --- serve ---------------------------------------------------------------------------------------
@@ -340,7 +353,7 @@ def serve(
     try:
         with app_hub(db, config.jobs.app) as hub:
             if learning is not None:
-                hub.learning.configure(learning)
+                hub.learning.configure(with_overrides(hub.learning.policies.config, learning))
             # Without the app's tasks, running its jobs would only fail them: keep to our own.
             queues = None if config.jobs.app else [BUILTIN_QUEUE]
             worker = hub.worker(queues, workers) if workers else None

@@ -129,13 +129,20 @@ class UpstreamHub:
 
     def _connect(self, timeout: float) -> Client:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         from learnhub.client import Client
 
         with self._lock:
             if self._client is None:
                 parts = urlsplit(self.url)
-                options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+                options = {
+                    "socket_timeout": timeout,
+                    "socket_connect_timeout": timeout,
+                    # No retries: the budget is one attempt; the next miss tries again.
+                    "retry": Retry(NoBackoff(), 0),
+                }
                 if parts.scheme == "unix":
                     conn = redis.Redis(unix_socket_path=unquote(parts.path), **options)
                 else:
