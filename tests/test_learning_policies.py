@@ -373,3 +373,41 @@ def test_eight_concurrent_merges_lose_no_pair(store_url):
     pairs = set(current.files["pairs"].split(b"\n"))
     assert pairs >= {f"{i} {i * i}".encode() for i in range(8)}
     assert current.version == list(reversed(combos))[-1].result
+
+
+# --- the current version across policy changes and upgrades ------------------------------------
+
+
+def test_changing_a_keys_policy_starts_from_what_lookups_returned(hub):
+    a = hub.learning.store("k", {"f": b"a"}, 0.1)
+    hub.learning.store("k", {"f": b"b"}, 0.9, base=a)  # under best, a stays current
+    policy(hub, "*", "newest")
+    assert hub.learning.lookup("k").version == a  # not the newest: a is what was current
+    c = hub.learning.store("k", {"f": b"c"}, 0.5, base=a)
+    assert hub.learning.lookup("k").version == c
+    hub.learning.configure(LearningConfig())
+    assert hub.learning.lookup("k").version == a  # best again: the lowest metric
+
+
+def test_storing_an_old_version_again_under_best_keeps_the_newest_tie(hub):
+    old = hub.learning.store("k", {"f": b"old"}, 0.5)
+    new = hub.learning.store("k", {"f": b"new"}, 0.5, base=old)
+    again = hub.learning.put("k", {"f": b"old"}, 0.5, base=new)
+    assert again.version == old and again.current == new == hub.learning.lookup("k").version
+
+
+def test_upgrading_a_store_makes_each_keys_best_version_current(store_url):
+    from learnhub.store.open import _connector, migrate
+
+    connector = _connector(store_url)
+    migrate(connector, target=7)
+    with connector.transaction() as tx:  # versions written by a learnhub before policies
+        for version, metric, ns in (("v1", 0.3, 1), ("v2", 0.1, 2), ("v3", 0.7, 3)):
+            tx.execute(
+                "insert_artifact", key="k", version=version, metric=metric, attrs="{}",
+                origin="old", base=None, created_ns=ns,
+            )  # fmt: skip
+    connector.close()
+    with learnhub.open(store_url) as hub:
+        policy(hub, "*", "newest")
+        assert hub.learning.best("k").version == "v2"  # the best, not the newest (v3)

@@ -177,11 +177,17 @@ class Learning:
                     "pass the version a lookup of this key returned, or no base"
                 )
             current = self._current(tx, key, rule.policy)
-            self._insert(tx, key, version, files, hashes, metric, attrs, origin, base)
+            new = self._insert(tx, key, version, files, hashes, metric, attrs, origin, base)
             if current is None or current.version in (base, version):
                 # No one else stored since this writer's lookup: a plain store.
-                result = self._current(tx, key, rule.policy) if rule.policy == "best" else None
-                head = result.version if result else version
+                head = version
+                if rule.policy == "best" and current is not None:
+                    if not new:  # an old version stored again: its old time may lose a tie
+                        best = self._current(tx, key, "best")
+                        assert best is not None
+                        head = best.version
+                    elif metric > current.metric:  # the lowest metric, the newest on ties
+                        head = current.version
                 self._set_head(tx, key, head)
                 return Stored(version, head)
             if rule.policy != "merge":
@@ -205,7 +211,8 @@ class Learning:
         attrs: dict[str, AttrValue],
         origin: str | None,
         base: str | None,
-    ) -> None:
+    ) -> bool:
+        """Write a version (its blobs, files and attributes); False if it was there already."""
         for name, data in files.items():
             tx.execute("insert_blob", hash=hashes[name], size=len(data), data=data)
         new = tx.execute(
@@ -232,6 +239,7 @@ class Learning:
                 tx.execute(
                     "insert_artifact_attr", key=key, version=version, name=name, value=value_text
                 )
+        return bool(new)
 
     def _choose(
         self, tx: Tx, policy: str, key: str, current: ArtifactVersion, incoming: ArtifactVersion
@@ -335,9 +343,7 @@ class Learning:
         return Combination(key, policy, base, current, incoming, result, detail, _time(created_ns))
 
     def _set_head(self, tx: Tx, key: str, version: str) -> None:
-        last = tx.one("last_head", key=key)
-        if last is None or last["version"] != version:
-            tx.execute("insert_head", key=key, version=version, created_ns=time.time_ns())
+        tx.execute("set_head", key=key, version=version, created_ns=time.time_ns())
 
     def _current(self, tx: Tx, key: str, policy: str) -> ArtifactVersion | None:
         """The key's current version under ``policy`` (None: the key has no version)."""

@@ -127,8 +127,13 @@ WHERE h.key = %(key)s
 ORDER BY h.seq DESC
 LIMIT 1
 
--- name: last_head
-SELECT version FROM artifact_heads WHERE key = %(key)s ORDER BY seq DESC LIMIT 1
+-- name: set_head
+-- Makes :version the key's current version, unless it already is (one statement: no read
+-- and write round trip on the hot path of a store).
+INSERT INTO artifact_heads (key, version, created_ns)
+SELECT %(key)s, %(version)s, %(created_ns)s
+WHERE %(version)s IS DISTINCT FROM (SELECT version FROM artifact_heads WHERE key = %(key)s
+                                    ORDER BY seq DESC LIMIT 1)
 
 -- name: newest_artifact
 SELECT version, metric, attrs, origin, base, created_ns, sizes
@@ -136,10 +141,6 @@ FROM artifact_summaries
 WHERE key = %(key)s
 ORDER BY created_ns DESC, seq DESC
 LIMIT 1
-
--- name: insert_head
-INSERT INTO artifact_heads (key, version, created_ns)
-VALUES (%(key)s, %(version)s, %(created_ns)s)
 
 -- name: insert_combination
 INSERT INTO artifact_combinations (key, policy, base, current_version, incoming_version,

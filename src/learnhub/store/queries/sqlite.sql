@@ -125,8 +125,13 @@ WHERE h.key = :key
 ORDER BY h.seq DESC
 LIMIT 1
 
--- name: last_head
-SELECT version FROM artifact_heads WHERE key = :key ORDER BY seq DESC LIMIT 1
+-- name: set_head
+-- Makes :version the key's current version, unless it already is (one statement: no read
+-- and write round trip on the hot path of a store).
+INSERT INTO artifact_heads (key, version, created_ns)
+SELECT :key, :version, :created_ns
+WHERE :version IS NOT (SELECT version FROM artifact_heads WHERE key = :key
+                       ORDER BY seq DESC LIMIT 1)
 
 -- name: newest_artifact
 SELECT version, metric, attrs, origin, base, created_ns, sizes
@@ -134,9 +139,6 @@ FROM artifact_summaries
 WHERE key = :key
 ORDER BY created_ns DESC, seq DESC
 LIMIT 1
-
--- name: insert_head
-INSERT INTO artifact_heads (key, version, created_ns) VALUES (:key, :version, :created_ns)
 
 -- name: insert_combination
 INSERT INTO artifact_combinations (key, policy, base, current_version, incoming_version,
