@@ -145,6 +145,8 @@ class PeerProtocol:
                         return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            return  # the service stops; ending quietly spares asyncio's stream callback
         finally:
             self.service._tasks.discard(task)
             writer.close()

@@ -200,6 +200,25 @@ class PeerService:
         host, _ = self.config.listen_address
         return address("" if host in ("0.0.0.0", "::") else host, self.port or 0)
 
+    def advertise_for_dht(self) -> str:
+        """The link address others can reach: ``advertise``, else the listen address, with
+        an unspecified host replaced by the one this machine reaches the DHT from."""
+        if self.config.advertise:
+            return self.config.advertise
+        host, _ = self.config.listen_address
+        if host in ("0.0.0.0", "::", ""):
+            import socket
+
+            host = "127.0.0.1"
+            for node in self.config.dht_nodes()[:1]:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,
+                ):
+                    s.connect(node)
+                    host = s.getsockname()[0]
+        return address(host, self.port or 0)
+
     def advertised_address(self, advertise: str, seen_host: str) -> str:
         """Where a peer that connected from ``seen_host`` listens."""
         host, _, port = advertise.rpartition(":")

@@ -1,0 +1,118 @@
+"""DHT discovery (kademlia over UDP on 127.0.0.1): hubs find who has a key in the DHT and
+fetch it over the peer link; the DHT holds small provider records only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import wait_for
+from learnhub.peers.dht import MAX_RECORD, RECORD_PREFIX, merge_record, parse_record
+from peers_procs import SECRET, HubProc, open_store
+
+pytest.importorskip("kademlia")
+
+FILES = {"prog.net": b"N" * 50_000, "prog.train": b"T" * 10_000, "prog.excite": b"\x01"}
+
+
+@pytest.fixture
+def dht_hubs(sock_dir: Path, tmp_path: Path) -> Iterator[Callable[..., HubProc]]:
+    secret = sock_dir / "cluster.secret"
+    secret.write_text(SECRET)
+    started: list[HubProc] = []
+
+    def start(name: str, boot: HubProc | None = None, ready: bool = True, **options: Any):
+        dht = ["--dht", f"127.0.0.1:{boot.dht_port}" if boot else ""]
+        hub = HubProc(
+            f"sqlite:///{tmp_path / (name + '.db')}",
+            secret_file=secret,
+            socket=sock_dir / f"{name}.sock",
+            lookup_timeout="3s",
+            extra=[*dht, "--dht-listen", "127.0.0.1:0"],
+            **options,
+        )
+        started.append(hub)
+        return hub.wait_ready() if ready else hub
+
+    yield start
+    for hub in started:
+        hub.stop()
+
+
+def read_record(boot_port: int, key: str) -> Any:
+    """The DHT's record for ``key``, read by a DHT node of the test's own."""
+    from kademlia.network import Server
+
+    async def read() -> Any:
+        node = Server()
+        await node.listen(0, interface="127.0.0.1")
+        try:
+            await node.bootstrap([("127.0.0.1", boot_port)])
+            return await node.get(RECORD_PREFIX + key)
+        finally:
+            node.stop()
+
+    return asyncio.run(read())
+
+
+def test_dht_lookup_between_hubs_that_do_not_know_each_other(dht_hubs) -> None:
+    boot = dht_hubs("boot")
+    a = dht_hubs("a", boot)
+    b = dht_hubs("b", boot)
+    with a.client() as ca:
+        version = ca.store("asc/dht", FILES, 0.3)
+    record = wait_for(lambda: read_record(boot.dht_port, "asc/dht"), what="the DHT record")
+    assert len(record.encode()) < MAX_RECORD  # a small record, not the blob
+    [[node, address, got_version, metric, _]] = parse_record(record)
+    assert (node, address, got_version, metric) == (a.node_id, a.address, version, 0.3)
+    with b.client() as cb:
+        found = cb.lookup("asc/dht")
+        assert found is not None and found.version == version and found.files == FILES
+    # b now provides it too: its entry joins the record.
+    wait_for(lambda: len(parse_record(read_record(boot.dht_port, "asc/dht"))) == 2,
+             what="b's entry in the record")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ten_hubs_in_the_dht_and_keys_learned_offline(dht_hubs, tmp_path: Path) -> None:
+    boot = dht_hubs("boot")
+    # Learned while offline: in the store before the hub joins.
+    with open_store(f"sqlite:///{tmp_path / 'offline.db'}") as hub:
+        offline_version = hub.learning.store("asc/offline", {"f": b"learned offline"}, 0.2)
+    others = [dht_hubs(f"h{i}", boot, ready=False) for i in range(8)]
+    offline = dht_hubs("offline", boot, ready=False)
+    for hub in [*others, offline]:
+        hub.wait_ready()
+    with others[0].client() as c:
+        version = c.store("asc/ten", FILES, 0.1)
+    wait_for(lambda: read_record(boot.dht_port, "asc/ten"), what="the record of asc/ten")
+    for hub in others[1:4]:
+        with hub.client() as c:
+            assert c.lookup("asc/ten").version == version
+    wait_for(lambda: read_record(boot.dht_port, "asc/offline"), what="the offline key")
+    with others[5].client() as c:
+        assert c.lookup("asc/offline").version == offline_version
+
+
+def test_records_stay_small_and_keep_the_best() -> None:
+    record = None
+    for i in range(300):
+        record = merge_record(record, [f"node{i:04d}", f"10.0.{i // 250}.{i % 250}:7433",
+                                       "a" * 32, 1.0 - i / 1000, i])  # fmt: skip
+    assert len(record.encode()) < MAX_RECORD
+    providers = parse_record(record)
+    assert providers[0][0] == "node0299"  # the best metric first
+    assert 20 < len(providers) < 300
+    # A node's new entry replaces its old one.
+    again = parse_record(merge_record(record, ["node0299", "x:1", "b" * 32, 0.5, 1]))
+    assert [p for p in again if p[0] == "node0299"] == [["node0299", "x:1", "b" * 32, 0.5, 1]]
+    # Garbage in the DHT is dropped, not trusted.
+    assert parse_record(merge_record("{not json", ["n", "a:1", "c" * 32, 0.1, 1])) == [
+        ["n", "a:1", "c" * 32, 0.1, 1]
+    ]
+    assert parse_record(json.dumps({"p": [["short"]]})) == []
