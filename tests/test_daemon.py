@@ -60,6 +60,12 @@ def alive(pid: int) -> bool:
     return False
 
 
+@pytest.fixture(autouse=True)
+def own_log_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A detached hub's default log goes under XDG_STATE_HOME: keep it in the test's dir."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "home" / "state"))
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'hub.db'}"
@@ -128,11 +134,13 @@ def test_serve_stop_and_an_explicit_pid_file(db: str, sock_dir: Path, hubs: list
 
 
 def test_a_killed_hub_leaves_a_stale_pid_file_that_is_not_trusted(
-    db: str, sock_dir: Path, hubs: list[Path]
+    db: str, sock_dir: Path, tmp_path: Path, hubs: list[Path]
 ) -> None:
     sock, pid_file = sock_dir / "hub.sock", sock_dir / "hub.pid"
     hubs.append(pid_file)
     ok("serve", "--detach", "--db", db, "--socket", str(sock))
+    default_log = tmp_path / "home" / "state" / "learnhub" / "log" / "learnhub.log"
+    assert "serving" in default_log.read_text()
     pid = pid_of(pid_file)
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not alive(pid), what="the killed hub to be gone")
