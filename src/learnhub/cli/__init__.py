@@ -6,6 +6,7 @@ from learnhub.cli import (  # noqa: F401  (they register commands)
     examples,
     jobs,
     learning,
+    peers,
     samples,
     service,
     sharing,

@@ -6,7 +6,7 @@ and out.
 listen = "0.0.0.0:7433"             # the hub-to-hub link (RESP over TCP)
 peers = ["10.0.0.2:7433"]           # static peers
 secret_file = "/etc/learnhub/cluster.secret"   # a shared cluster secret (HMAC), or:
-trust = ["3f9c...:9a1b..."]         # node ids with their public keys (`learnhub node id`)
+trust = ["3f9c...:9a1b..."]         # node ids with their public keys (`learnhub peers id`)
 want = ["asc/*"]                    # keys this hub fetches improvements of from digests
 margin = 0.0                        # a peer's version must beat ours by more than this
 digest_interval = "30s"
@@ -242,7 +242,7 @@ class PeersConfig:
 
 
 def parse_trust(entry: str) -> tuple[str, str]:
-    """``NODE_ID:PUBLIC_KEY_HEX`` (what ``learnhub node id`` prints) as a pair."""
+    """``NODE_ID:PUBLIC_KEY_HEX`` (what ``learnhub peers id`` prints) as a pair."""
     node, sep, key = entry.partition(":")
     ok = sep and node and len(key) == 64
     if ok:
@@ -253,7 +253,7 @@ def parse_trust(entry: str) -> tuple[str, str]:
     if not ok:
         raise ConfigError(
             f"trusted peer {entry!r} must be NODE_ID:PUBLIC_KEY (64 hex digits), as "
-            "`learnhub node id` prints it on that hub"
+            "`learnhub peers id` prints it on that hub"
         )
     return node, key.lower()
 
