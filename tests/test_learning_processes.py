@@ -168,3 +168,56 @@ def test_eight_resp_clients_storing_against_one_base_follow_the_policy(
         assert current.version == smallest
     else:
         assert combos[-1].result == combos[-1].incoming
+
+
+# --- once the lead has wired [learning] and LOOKUP_LOCAL (see the issue 8 report) ---------------
+
+
+def _lookup_local_is_wired() -> bool:
+    import inspect
+
+    from learnhub.server import commands
+
+    return "local" in inspect.signature(commands._lookup).parameters
+
+
+def _config_has_learning() -> bool:
+    import dataclasses
+
+    from learnhub.config import Config
+
+    return "learning" in {f.name for f in dataclasses.fields(Config)}
+
+
+@pytest.mark.skipif(not _lookup_local_is_wired(), reason="LOOKUP_LOCAL does not ask local=True")
+def test_lookup_local_over_resp_never_asks(
+    serve: Callable[..., ServeProcess], sock_dir: Path, dbs, shared: ServeProcess
+) -> None:
+    personal = serve(
+        dbs("personal"), sock_dir / "me.sock", "--upstream", f"unix://{shared.socket_path}"
+    )
+    with learnhub.connect(socket=personal.socket_path) as client:
+        assert client.lookup("asc/prog", local=True) is None
+        assert client.lookup("asc/prog").metric == 0.25
+        assert client.lookup("asc/prog", local=True).metric == 0.25  # kept
+
+
+@pytest.mark.skipif(not _config_has_learning(), reason="Config has no [learning] section yet")
+def test_the_learning_section_of_the_config_file(
+    serve: Callable[..., ServeProcess], sock_dir: Path, dbs, shared: ServeProcess
+) -> None:
+    Path("learnhub.toml").write_text(
+        "[learning]\n"
+        f'upstream = "unix://{shared.socket_path}"\n'
+        'lookup_timeout = "2s"\n'
+        "[learning.policies]\n"
+        '"asc/*" = "newest"\n'
+    )
+    personal = serve(dbs("personal"), sock_dir / "me.sock")
+    with learnhub.connect(socket=personal.socket_path) as client:
+        got = client.lookup("asc/prog")  # from the shared hub
+        worse = client.store("asc/prog", {"f": b"w"}, 0.9, base=got.version)
+        assert client.lookup("asc/prog").version == worse  # newest, not best
+    with learnhub.open(dbs("personal")) as hub:
+        assert hub.learning.policies.rule_for("asc/x").policy == "newest"
+        assert hub.learning.elsewhere.timeout == 2.0
