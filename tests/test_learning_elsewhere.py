@@ -118,3 +118,26 @@ def test_close_closes_the_sources(hub):
     hub.learning.elsewhere.add(there)
     hub.learning.close()
     assert there.closed
+
+
+class StoresItself(Source):
+    """A source that stores what it fetches before answering (as the peers layer does)."""
+
+    def __init__(self, name: str, found: dict[str, Artifact], hub) -> None:
+        super().__init__(name, found)
+        self.hub = hub
+
+    def fetch(self, key: str, where: dict[str, str], timeout: float) -> Artifact | None:
+        got = super().fetch(key, where, timeout)
+        if got is not None:
+            self.hub.learning.put(key, got.files, got.metric, got.attrs, origin=got.origin)
+        return got
+
+
+def test_a_source_that_stores_itself_is_not_stored_twice(hub):
+    hub.learning.configure(LearningConfig(policies={"*": "smallest"}))
+    mine = hub.learning.store("k", {"f": b"small"}, 0.9, {"mode": "y"})
+    hub.learning.elsewhere.add(StoresItself("peers", {"k": artifact("k", b"bigger", 0.1)}, hub))
+    assert hub.learning.lookup("k", {"mode": "x"}).files == {"f": b"bigger"}
+    assert len(hub.learning.combinations("k")) == 1  # one combination, not two
+    assert hub.learning.lookup("k").version == mine

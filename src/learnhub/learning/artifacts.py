@@ -387,8 +387,15 @@ class Learning:
         return self.lookup(key, where, local=True)
 
     def _adopt(self, artifact: Artifact) -> None:
-        """Store a version found elsewhere, under its origin."""
+        """Store a version found elsewhere, under its origin (once: a source that stored
+        what it fetched itself, as the peers do, leaves nothing to do)."""
         try:
+            files, attrs = _checked_files(artifact.files), _checked_attrs(artifact.attrs)
+            hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+            with self._store.transaction(readonly=True) as tx:
+                version = content_version(hashes, attrs)
+                if tx.one("artifact_version", key=artifact.key, version=version) is not None:
+                    return
             self.put(
                 artifact.key,
                 artifact.files,
