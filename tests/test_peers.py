@@ -283,7 +283,8 @@ def test_provider_killed_mid_transfer(tmp_path: Path, hubs) -> None:
     with steady.client() as c:
         assert c.store("asc/big", big, 0.2) == version  # same content, same version
     b_store = f"sqlite:///{tmp_path / 'b.db'}"
-    b = hubs(b_store, peers=[dying.address, steady.address], lookup_timeout="20s")
+    b = hubs(b_store, peers=[dying.address, steady.address], lookup_timeout="20s",
+             config={"chunk_size": 1 << 20})  # fmt: skip
     with b.client() as cb:
         found = cb.lookup("asc/big")
         assert found is not None and found.version == version and found.files == big

@@ -72,3 +72,14 @@ def test_status_shows_what_each_peer_announced(tmp_path: Path) -> None:
     assert row["reachable"] and row["keys"] == 3 and row["wants"] == 1
     assert row["last_exchange"] is not None
     assert "127.0.0.1:7500" in ok("status", "--db", db)
+
+
+def test_asc_like_example_second_run_starts_from_the_first() -> None:
+    example = Path(__file__).parent.parent / "examples" / "asc_like.py"
+    result = subprocess.run(
+        [sys.executable, str(example), "--demo"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = result.stdout.splitlines()[:2]
+    assert "started from scratch" in first
+    assert "started from a previous run" in second

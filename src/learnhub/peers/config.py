@@ -40,7 +40,7 @@ from learnhub.errors import ConfigError
 
 DEFAULT_PORT = 7433
 DEFAULT_DHT_PORT = 7434
-DEFAULT_CHUNK = 1024 * 1024
+DEFAULT_CHUNK = 4 * 1024 * 1024
 MIN_SECRET_BYTES = 16
 
 
@@ -149,6 +149,8 @@ class PeersConfig:
     want: tuple[str, ...] = ()
     margin: float = 0.0
     digest_interval: float | str = 30.0
+    watch_interval: float | str = 0.05
+    """How often the store is checked for new versions to offer (any process may write it)."""
     fetch_timeout: float | str = 60.0
     connect_timeout: float | str = 2.0
     chunk_size: int = DEFAULT_CHUNK
@@ -194,7 +196,13 @@ class PeersConfig:
             or self.margin < 0
         ):
             raise ConfigError(f"'peers.margin' must be a number >= 0, got {self.margin!r}")
-        for name in ("digest_interval", "fetch_timeout", "connect_timeout", "republish_interval"):
+        for name in (
+            "digest_interval",
+            "watch_interval",
+            "fetch_timeout",
+            "connect_timeout",
+            "republish_interval",
+        ):
             set_(self, name, duration(getattr(self, name), f"'peers.{name}'"))
         for name, low in (("chunk_size", 4096), ("max_announcements", 1)):
             value = getattr(self, name)

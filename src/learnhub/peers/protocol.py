@@ -26,7 +26,8 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from learnhub.errors import InvalidInput
@@ -70,7 +71,6 @@ class Session:
     node_id: str | None = None
     address: str | None = None  # where the peer's own link listens
     pending: tuple[str, str, str, str, str] | None = None  # hello in progress
-    cache: dict[tuple[str, str], Artifact] = field(default_factory=dict)
 
     @property
     def who(self) -> str:
@@ -115,6 +115,7 @@ class PeerProtocol:
     def __init__(self, service: PeerService) -> None:
         self.service = service
         self.chunks_served = 0
+        self.served = ServedCache()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -139,7 +140,12 @@ class PeerProtocol:
                     if argv is None:
                         break
                     reply, close = await self.dispatch(session, argv)
-                    writer.write(encode_reply(reply))
+                    if isinstance(reply, memoryview):  # a chunk: written without copying it
+                        writer.write(b"$%d\r\n" % reply.nbytes)
+                        writer.write(reply)
+                        writer.write(b"\r\n")
+                    else:
+                        writer.write(encode_reply(reply))
                     await writer.drain()
                     if close:
                         return
@@ -265,18 +271,15 @@ class PeerProtocol:
             raise Refused("ERR", "expected PEER.FETCH key version [file offset count]")
         key, version = check_key(args[0]), check_version(args[1])
         self._export(session, key)
-        artifact = session.cache.get((key, version))
+        artifact = await self.served.get(key, version, self.service.hub.learning.get)
         if artifact is None:
-            artifact = await asyncio.to_thread(self.service.hub.learning.get, key, version)
-            if artifact is None:
-                raise Refused("NOTFOUND", f"this hub has no version {version} of {key!r}")
-            session.cache = {(key, version): artifact}  # one transfer at a time per link
+            raise Refused("NOTFOUND", f"this hub has no version {version} of {key!r}")
         if len(args) == 2:
-            import hashlib
-
+            # The stored content hashes: what the receiver checks the bytes against.
+            rows = await asyncio.to_thread(self.service.table.file_hashes, key, version)
             files: list[str] = []
-            for name, data in sorted(artifact.files.items()):
-                files += [name, hashlib.sha256(data).hexdigest(), str(len(data))]
+            for row in rows:
+                files += [row["name"], row["blob_hash"], str(row["size"])]
             return [
                 artifact.version, repr(artifact.metric),
                 json.dumps(artifact.attrs, sort_keys=True), artifact.origin,
@@ -291,10 +294,9 @@ class PeerProtocol:
         offset, count = int(args[3]), int(args[4])
         if count > MAX_CHUNK:
             raise Refused("ERR", f"count {count} is over the chunk limit of {MAX_CHUNK} bytes")
-        chunk = data[offset : offset + count]
-        return self._faulty(chunk)
+        return self._faulty(memoryview(data)[offset : offset + count])
 
-    def _faulty(self, chunk: bytes) -> bytes:
+    def _faulty(self, chunk: memoryview) -> memoryview:
         """Test faults (``LEARNHUB_PEERS_FAULT``): die or lie partway through a transfer."""
         fault = self.service.fault
         self.chunks_served += 1
@@ -306,7 +308,7 @@ class PeerProtocol:
             log.warning("fault injection: exiting mid-transfer")
             os._exit(17)
         if fault == "corrupt" and chunk:
-            chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+            chunk = memoryview(bytes([chunk[0] ^ 0xFF]) + chunk[1:])
         return chunk
 
     async def digest(self, session: Session, args: list[str]) -> Any:
@@ -326,6 +328,45 @@ class PeerProtocol:
                 out += [r["key"], r["version"], repr(r["metric"]), str(r["created_ns"])]
         # The last key read, so the next page starts after it even when all were filtered.
         return [rows[-1]["key"] if len(rows) == count else "", out]
+
+
+class ServedCache:
+    """Versions being served, loaded once for all the chunk requests of their transfers and
+    for the peers that fetch them at the same time (a new version offered to ten peers).
+    Bounded in bytes; the least recently used go first. Versions are immutable, so a cached
+    one is never stale."""
+
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, str], Artifact] = OrderedDict()
+        self._loading: dict[tuple[str, str], asyncio.Future[Artifact | None]] = {}
+
+    async def get(self, key: str, version: str, load: Any) -> Artifact | None:
+        ident = (key, version)
+        if ident in self._items:
+            self._items.move_to_end(ident)
+            return self._items[ident]
+        if ident in self._loading:  # another connection is loading it: share that load
+            return await asyncio.shield(self._loading[ident])
+        future: asyncio.Future[Artifact | None] = asyncio.get_running_loop().create_future()
+        self._loading[ident] = future
+        try:
+            artifact = await asyncio.to_thread(load, key, version)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when no one waits
+            raise
+        finally:
+            self._loading.pop(ident, None)
+        future.set_result(artifact)
+        if artifact is not None:
+            self._items[ident] = artifact
+            while len(self._items) > 1 and self._size() > self.max_bytes:
+                self._items.popitem(last=False)
+        return artifact
+
+    def _size(self) -> int:
+        return sum(sum(map(len, a.files.values())) for a in self._items.values())
 
 
 def _announcement(session: Session, fields: list[str]) -> Announcement:

@@ -27,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("learnhub.peers")
 
-WATCH_INTERVAL_S = 0.05
 # After the first peer answers a lookup, how long the others get to offer something better.
 ANSWER_WINDOW_S = 0.05
 PIPELINE_DEPTH = 4
@@ -433,24 +433,9 @@ class PeerService:
         listing = manifest[5]
         files: dict[str, bytes] = {}
         hashes: dict[str, str] = {}
-        chunk = self.config.chunk_size
         for i in range(0, len(listing), 3):
             name, digest, size = listing[i].decode(), listing[i + 1].decode(), int(listing[i + 2])
-            data = bytearray()
-            offsets = list(range(0, size, chunk))
-            sent = 0
-            for _ in range(min(PIPELINE_DEPTH, len(offsets))):
-                await conn.send("PEER.FETCH", key, version, name, offsets[sent], chunk)
-                sent += 1
-            for _ in offsets:
-                part = await conn.receive()
-                if not isinstance(part, bytes) or not part:
-                    raise PeerError(f"{name}: the peer sent no data where bytes were due", "LINK")
-                data += part
-                if sent < len(offsets):
-                    await conn.send("PEER.FETCH", key, version, name, offsets[sent], chunk)
-                    sent += 1
-            actual = hashlib.sha256(data).hexdigest()
+            data, actual = await self._receive_file(conn, key, version, name, size)
             if len(data) != size or actual != digest:
                 self.stats["rejected"] += 1
                 raise PeerError(
@@ -459,7 +444,7 @@ class PeerService:
                     f"{digest[:12]}): rejected, nothing stored",
                     "MISMATCH",
                 )
-            files[name] = bytes(data)
+            files[name] = data
             hashes[name] = actual
         attrs = json.loads(attrs_json)
         if got_version != version or content_version(hashes, attrs) != version:
@@ -481,6 +466,47 @@ class PeerService:
             sizes={n: len(d) for n, d in files.items()},
             files=files,
         )
+
+    async def _receive_file(
+        self, conn: Conn, key: str, version: str, name: str, size: int
+    ) -> tuple[bytes, str]:
+        """One file's bytes and their sha256, requested ``PIPELINE_DEPTH`` chunks ahead.
+
+        The hash is computed on a thread of its own as chunks arrive (hashlib lets go of the
+        GIL), so checking a large file costs little more than receiving it.
+        """
+        chunk = self.config.chunk_size
+        offsets = list(range(0, size, chunk))
+        data = bytearray(size)  # filled in place: the hash thread reads slices of it
+        view = memoryview(data)
+        hasher = hashlib.sha256()
+        hashing = ThreadPoolExecutor(1, thread_name_prefix="learnhub-peer-hash")
+        last: Future[None] | None = None
+        try:
+            sent = 0
+            for _ in range(min(PIPELINE_DEPTH, len(offsets))):
+                await conn.send("PEER.FETCH", key, version, name, offsets[sent], chunk)
+                sent += 1
+            for offset in offsets:
+                part = view[offset : offset + chunk]
+                got = await conn.receive_into(part)
+                if got != len(part):
+                    raise PeerError(
+                        f"{name}: the peer sent {got} bytes at offset {offset} where "
+                        f"{len(part)} were due",
+                        "LINK",
+                    )
+                if sent < len(offsets):
+                    await conn.send("PEER.FETCH", key, version, name, offsets[sent], chunk)
+                    sent += 1
+                last = hashing.submit(hasher.update, part)  # one thread: in order
+            if last is not None:
+                await asyncio.wrap_future(last)
+        finally:
+            hashing.shutdown(wait=True)
+            view.release()
+        # A bytearray, bytes-like: storing it copies it once more anyway (learning.put).
+        return data, hasher.hexdigest()  # type: ignore[return-value]
 
     async def fetch_and_store(self, key: str, version: str, providers: list[tuple[str, str]]):
         """Fetch ``version`` of ``key`` from the first provider (address, node) that delivers
@@ -564,7 +590,7 @@ class PeerService:
         """Offer each new version to the peers that want its key; announce it in the DHT."""
         last = await asyncio.to_thread(self.table.last_seq)
         while True:
-            await asyncio.sleep(WATCH_INTERVAL_S)
+            await asyncio.sleep(self.config.watch_interval)
             try:
                 rows = await asyncio.to_thread(self.table.new_versions, last)
             except Exception as exc:  # the store being briefly unavailable is not fatal

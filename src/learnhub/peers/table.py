@@ -146,6 +146,10 @@ class PeerTable:
         with self.store.transaction(readonly=True) as tx:
             return tx.all("peers_new_versions", after=after, limit=limit)
 
+    def file_hashes(self, key: str, version: str) -> list[dict[str, Any]]:
+        with self.store.transaction(readonly=True) as tx:
+            return tx.all("peers_file_hashes", key=key, version=version)
+
     def digest(self, after: str = "", limit: int = 1000) -> list[dict[str, Any]]:
         with self.store.transaction(readonly=True) as tx:
             return tx.all("peers_digest", after=after, limit=limit)

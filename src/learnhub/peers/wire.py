@@ -52,6 +52,21 @@ class ReplyParser:
         self._pos = end
         return value
 
+    def take_line(self) -> bytes | None:
+        """The next whole line (without CRLF), consumed; None until one has arrived."""
+        line = self._line(self._pos)
+        if line is None:
+            return None
+        text, self._pos = line
+        return text
+
+    def take_into(self, view: memoryview) -> int:
+        """Copy buffered bytes into ``view`` (as many as fit) and consume them."""
+        n = min(len(view), len(self._buf) - self._pos)
+        view[:n] = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
     def _line(self, pos: int) -> tuple[bytes, int] | None:
         end = self._buf.find(b"\r\n", pos)
         if end < 0:
@@ -84,7 +99,8 @@ class ReplyParser:
                 raise ProtocolError(f"reply bulk of {n} bytes is too large")
             if len(self._buf) < after + n + 2:
                 return _INCOMPLETE, pos
-            return bytes(self._buf[after : after + n]), after + n + 2
+            with memoryview(self._buf) as view, view[after : after + n] as body:
+                return bytes(body), after + n + 2  # one copy, not two
         if kind == b"*":
             n = int(body)
             if n < 0:
@@ -154,6 +170,41 @@ class Conn:
         if isinstance(reply, ErrorReply):
             raise error_of(reply)
         return reply
+
+    async def receive_into(self, view: memoryview) -> int:
+        """Read one bulk reply straight into ``view`` and return its length: the large-data
+        path, which skips the parser's buffer (two copies fewer per byte than ``receive``)."""
+        try:
+            while (line := self._parser.take_line()) is None:
+                await self._fill()
+            if line.startswith(b"-"):
+                raise error_of(ErrorReply(line[1:].decode(errors="replace")))
+            if not line.startswith(b"$") or not line[1:].isdigit():
+                raise ProtocolError(f"expected a bulk reply, got {line[:40]!r}")
+            n = int(line[1:])
+            if n > len(view):
+                raise ProtocolError(f"a chunk of {n} bytes where at most {len(view)} fit")
+            got = self._parser.take_into(view[:n])
+            while got < n:
+                data = await self.reader.read(min(READ_SIZE, n - got))
+                if not data:
+                    raise ProtocolError("the peer closed the connection")
+                view[got : got + len(data)] = data
+                got += len(data)
+            while (end := self._parser.take_line()) is None:
+                await self._fill()
+            if end:
+                raise ProtocolError("bulk reply not followed by CRLF")
+            return n
+        except (OSError, ProtocolError) as exc:
+            self.close()
+            raise PeerError(f"link to peer failed: {exc!r}", "LINK") from exc
+
+    async def _fill(self) -> None:
+        data = await self.reader.read(READ_SIZE)
+        if not data:
+            raise ProtocolError("the peer closed the connection")
+        self._parser.feed(data)
 
     async def _read(self) -> Any:
         while True:

@@ -435,6 +435,13 @@ SELECT coalesce(max(seq), 0) AS seq FROM artifacts
 SELECT seq, key, version, metric, origin, created_ns FROM artifacts
 WHERE seq > :after ORDER BY seq LIMIT :limit
 
+-- name: peers_file_hashes
+-- A version's files as a transfer manifest: names, content hashes and sizes, no bytes.
+SELECT f.name, f.blob_hash, b.size
+FROM artifact_files f JOIN blobs b ON b.hash = f.blob_hash
+WHERE f.key = :key AND f.version = :version
+ORDER BY f.name
+
 -- name: peers_digest
 -- Each key's best version, in key order after the given key: a page of this hub's digest.
 SELECT key, version, metric, created_ns
