@@ -68,6 +68,7 @@ WARMUP_S = 0.2  # per variant, before the first round: connections, model caches
 PIPELINE_TARGET = 2.0  # (a) DAG / separate commands, ops/s
 ENSEMBLE_TARGET = 1.7  # (b) parallel / sequential, ops/s
 OVERHEAD_TARGET_US = 100.0  # (d) median latency - model run time
+PARTS = ("pipeline", "ensemble", "batching", "overhead")
 
 TINY_DIM = 64  # (a), (d): Gemm models on a [1, 64] input
 HEAVY_DIM = 256  # (b), (c): tests/ai_models.onnx_heavy_model() on [rows, 256] inputs
@@ -584,7 +585,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--clients", type=int, default=16, help="(c) concurrent clients [16]")
     parser.add_argument("--batchsize", type=int, default=16, help="(c) BATCHSIZE [16]")
+    parser.add_argument(
+        "--part",
+        action="append",
+        choices=PARTS,
+        help="run only this part (repeatable) [all]: e.g. --part overhead",
+    )
     args = parser.parse_args(argv)
+    chosen = args.part or list(PARTS)
     rounds = args.rounds or (3 if args.quick else 5)
     round_s = args.round_seconds or (0.25 if args.quick else 1.0)
     started = time.perf_counter()
@@ -600,14 +608,19 @@ def main(argv: list[str] | None = None) -> int:
 
         err.print("storing models and checking results against onnxruntime ...")
         models = model_builders()
-        parts: dict[str, list[Variant]] = {
-            "pipeline": pipeline_part(client, models, rng),
-        }
-        parts["ensemble"], (heavy_run_s, ensemble_run_s) = ensemble_part(client, models, rng)
-        parts["batching"], batch_runs = batching_part(
-            sock, client, models, rng, args.clients, args.batchsize, stack
-        )
-        parts["overhead"] = overhead_part(client, models, rng)
+        parts: dict[str, list[Variant]] = {}
+        heavy_run_s = ensemble_run_s = None
+        batch_runs: dict[str, float] = {}
+        if "pipeline" in chosen:
+            parts["pipeline"] = pipeline_part(client, models, rng)
+        if "ensemble" in chosen:
+            parts["ensemble"], (heavy_run_s, ensemble_run_s) = ensemble_part(client, models, rng)
+        if "batching" in chosen:
+            parts["batching"], batch_runs = batching_part(
+                sock, client, models, rng, args.clients, args.batchsize, stack
+            )
+        if "overhead" in chosen:
+            parts["overhead"] = overhead_part(client, models, rng)
 
         for variants in parts.values():
             for v in variants:
@@ -639,9 +652,9 @@ def main(argv: list[str] | None = None) -> int:
         "batchsize": args.batchsize,
         "heavy_model": {
             "dim": HEAVY_DIM,
-            "run_1_row_ms": heavy_run_s * 1e3,
-            f"run_{ENSEMBLE_ROWS}_rows_ms": ensemble_run_s * 1e3,
-            f"run_{args.batchsize}_rows_ms": batch_runs[f"{args.batchsize}_rows_s"] * 1e3,
+            "run_1_row_ms": _ms(heavy_run_s or batch_runs.get("1_row_s")),
+            f"run_{ENSEMBLE_ROWS}_rows_ms": _ms(ensemble_run_s),
+            f"run_{args.batchsize}_rows_ms": _ms(batch_runs.get(f"{args.batchsize}_rows_s")),
         },
         "tiny_model": {"dim": TINY_DIM},
         "seconds": time.perf_counter() - started,
@@ -670,20 +683,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e3
+
+
 def judge(results: dict[str, list[dict[str, Any]]], batchsize: int) -> None:
     """Speedups against each part's baseline (its first row), overheads, and targets."""
     for part in ("pipeline", "ensemble", "batching"):
-        rows = results[part]
+        rows = results.get(part, [])
+        if not rows:
+            continue
         for row in rows:
             row["speedup"] = row["ops_s"] / rows[0]["ops_s"]
             row["target"] = None
         rows[0]["baseline"] = True
-    results["pipeline"][-1]["target"] = PIPELINE_TARGET
-    results["ensemble"][-1]["target"] = ENSEMBLE_TARGET
-    for row in results["pipeline"] + results["ensemble"]:
+    for part, target in (("pipeline", PIPELINE_TARGET), ("ensemble", ENSEMBLE_TARGET)):
+        if part in results:
+            results[part][-1]["target"] = target
+    for row in results.get("pipeline", []) + results.get("ensemble", []):
         row["target_met"] = None if row["target"] is None else row["speedup"] >= row["target"]
 
-    for row in results["batching"]:
+    for row in results.get("batching", []):
         calls = row.get("backend_calls", row["ai_info"]["calls"])
         row["backend_calls"] = calls
         row["requests_per_backend_call"] = row["requests"] / calls if calls else None
@@ -692,7 +712,9 @@ def judge(results: dict[str, list[dict[str, Any]]], batchsize: int) -> None:
             None if "baseline" in row else (row["requests_per_backend_call"] or 0) > 1
         )
 
-    rows = results["overhead"]
+    rows = results.get("overhead", [])
+    if not rows:
+        return
     baseline = rows[0]["p50_us"]
     rows[0]["baseline"] = True
     for row in rows:
@@ -778,121 +800,127 @@ def print_tables(meta: dict[str, Any], results: dict[str, list[dict[str, Any]]])
             )
         console.print(table)
 
-    speed_table(
-        "(a) 4-op pipeline: TENSORSET, MODELEXECUTE m1, MODELEXECUTE m2, TENSORGET",
-        results["pipeline"],
-        f"m1, m2: ONNX Gemm {TINY_DIM}x{TINY_DIM} (tests/ai_models.onnx_linear_model) on a "
-        f"FLOAT [1, {TINY_DIM}] input sent as BLOB, result read as BLOB, one client. Separate "
-        "commands persist the input, the intermediate and the output in the store (one "
-        "round trip each; pipelined: one for all 4); the DAG (ROUTING header, no LOAD or "
-        f"PERSIST) keeps all three local. {rounds}\n{versions}",
-        "pipelines",
-    )
-    speed_table(
-        f"(b) ensemble of {ENSEMBLE} heavy models on one batch",
-        results["ensemble"],
-        f"{ENSEMBLE} models tests/ai_models.onnx_heavy_model(dim={HEAVY_DIM}, seed=0..3) "
-        f"(one run on FLOAT [{ENSEMBLE_ROWS}, {HEAVY_DIM}]: "
-        f"{heavy[f'run_{ENSEMBLE_ROWS}_rows_ms']:.2f} ms in-process, "
-        "1 thread), input LOADed from the keyspace. In a row: per model, AI.DAGEXECUTE LOAD 1 "
-        "x |> MODELEXECUTE |> TENSORGET (local output), one after the other; parallel: one "
-        f"AI.DAGEXECUTE LOAD 1 x with {ENSEMBLE} independent MODELEXECUTEs, then a TENSORGET "
-        f"of each. {rounds}\n{versions}",
-        "ensembles",
-    )
-
-    table = Table(
-        title=f"(c) AI.MODELEXECUTE under {meta['clients']} concurrent clients, heavy model",
-        caption=(
-            f"{meta['clients']} threads in this process, one connection each, each running "
-            "AI.MODELEXECUTE <model> INPUTS 1 x<i> OUTPUTS 1 y<i> back to back (FLOAT "
-            f"[1, {HEAVY_DIM}] inputs in the keyspace, outputs persisted); the model is "
-            f"onnx_heavy_model(dim={HEAVY_DIM}): in-process {heavy['run_1_row_ms']:.2f} ms for 1 "
-            f"row, {heavy[f'run_{b}_rows_ms']:.2f} ms for {b}. backend calls: model runs made "
-            "(batched: the model's Batcher.calls, read by a benchmark-only server command; "
-            "unbatched: AI.INFO calls). AI.INFO calls counts requests, as in RedisAI. Target "
-            f"(BATCHSIZE): requests are merged (> 1 per backend call). {rounds}\n{versions}"
-        ),
-    )
-    table.add_column("variant", no_wrap=True)
-    table.add_column("p50 ms", justify="right")
-    table.add_column("p99 ms", justify="right")
-    table.add_column("req/s", justify="right")
-    table.add_column("speedup", justify="right")
-    table.add_column("requests", justify="right")
-    table.add_column("AI.INFO calls", justify="right")
-    table.add_column("backend calls", justify="right")
-    table.add_column("req per backend call", justify="right")
-    table.add_column("met?", justify="center")
-    table.add_column("others", justify="right")
-    for row in results["batching"]:
-        per_call = row["requests_per_backend_call"]
-        table.add_row(
-            row["variant"] + (" [dim](baseline)[/]" if row.get("baseline") else ""),
-            ms(row["p50_us"]),
-            ms(row["p99_us"]),
-            rate(row["ops_s"]),
-            f"[bold]{row['speedup']:.2f}x[/]",
-            f"{row['requests']:,}",
-            f"{row['ai_info']['calls']:,}",
-            f"{row['backend_calls']:,}",
-            "" if per_call is None else f"{per_call:.2f}",
-            mark(row["target_met"]),
-            busy(row),
+    if "pipeline" in results:
+        speed_table(
+            "(a) 4-op pipeline: TENSORSET, MODELEXECUTE m1, MODELEXECUTE m2, TENSORGET",
+            results["pipeline"],
+            f"m1, m2: ONNX Gemm {TINY_DIM}x{TINY_DIM} (tests/ai_models.onnx_linear_model) on a "
+            f"FLOAT [1, {TINY_DIM}] input sent as BLOB, result read as BLOB, one client. Separate "
+            "commands persist the input, the intermediate and the output in the store (one "
+            "round trip each; pipelined: one for all 4); the DAG (ROUTING header, no LOAD or "
+            f"PERSIST) keeps all three local. {rounds}\n{versions}",
+            "pipelines",
         )
-    console.print(table)
-
-    table = Table(
-        title="(d) per-command overhead: latency minus the model's own run time",
-        caption=(
-            f"One client, one request at a time. Model: ONNX Gemm {TINY_DIM}x{TINY_DIM} "
-            f"(onnx_linear_model), input FLOAT [1, {TINY_DIM}] already in the keyspace. "
-            "AI.MODELEXECUTE d:cmd INPUTS 1 x OUTPUTS 1 y (output persisted); AI.DAGEXECUTE "
-            "LOAD 1 x |> MODELEXECUTE d:dag INPUTS 1 x OUTPUTS 1 y |> TENSORGET y BLOB (local "
-            "output). model run: AI.INFO duration / calls over exactly these requests (the "
-            "engine's timer around the model lookup and run). overhead = p50 - model run: "
-            "what the server, the socket and redis-py add. in server: mean time inside the "
-            "command's handler (INFO commandstats usec_per_call, as Redis reports it); server "
-            "overhead = in server - model run: what the hub itself adds (parsing, the store "
-            "read and write, the DAG) and what the target is judged on. vs in-process = p50 - the "
-            "baseline's p50 (onnxruntime InferenceSession with learnhub's options: 1 intra-op "
-            "and 1 inter-op thread, CPU provider). The rows between show where the time goes: "
-            "PING = redis-py + socket + the event loop; AI.CONFIG GET = + the hand-off of a "
-            "blocking command to a worker thread; AI.TENSORGET = + one store read. Target: "
-            f"overhead < {OVERHEAD_TARGET_US:g} us. "
-            f"{over}; {others}\n{versions}"
-        ),
-    )
-    table.add_column("variant", no_wrap=True)
-    table.add_column("p50 us", justify="right")
-    table.add_column("p99 us", justify="right")
-    table.add_column("ops/s", justify="right")
-    table.add_column("model run us", justify="right")
-    table.add_column("overhead us", justify="right")
-    table.add_column("in server us", justify="right")
-    table.add_column("server overhead us", justify="right")
-    table.add_column("vs in-proc us", justify="right")
-    table.add_column("target", justify="right")
-    table.add_column("met?", justify="center")
-    table.add_column("others", justify="right")
-    for row in results["overhead"]:
-        run, over = row.get("model_run_us"), row["overhead_us"]
-        server, server_over = row.get("server_us"), row.get("server_overhead_us")
-        table.add_row(
-            row["variant"] + (" [dim](baseline)[/]" if row.get("baseline") else ""),
-            f"{row['p50_us']:,.1f}",
-            f"{row['p99_us']:,.1f}",
-            rate(row["ops_s"]),
-            "" if run is None else f"{run:,.1f}",
-            "" if over is None else f"{over:,.1f}",
-            "" if server is None else f"{server:,.1f}",
-            "" if server_over is None else f"[bold]{server_over:,.1f}[/]",
-            f"{row['over_in_process_us']:,.1f}",
-            "" if server_over is None else f"< {OVERHEAD_TARGET_US:g}",
-            mark(row["target_met"]),
-            busy(row),
+    if "ensemble" in results:
+        speed_table(
+            f"(b) ensemble of {ENSEMBLE} heavy models on one batch",
+            results["ensemble"],
+            f"{ENSEMBLE} models tests/ai_models.onnx_heavy_model(dim={HEAVY_DIM}, seed=0..3) "
+            f"(one run on FLOAT [{ENSEMBLE_ROWS}, {HEAVY_DIM}]: "
+            f"{heavy[f'run_{ENSEMBLE_ROWS}_rows_ms']:.2f} ms in-process, "
+            "1 thread), input LOADed from the keyspace. In a row: per model, AI.DAGEXECUTE LOAD 1 "
+            "x |> MODELEXECUTE |> TENSORGET (local output), one after the other; parallel: one "
+            f"AI.DAGEXECUTE LOAD 1 x with {ENSEMBLE} independent MODELEXECUTEs, then a TENSORGET "
+            f"of each. {rounds}\n{versions}",
+            "ensembles",
         )
-    console.print(table)
+
+    if "batching" in results:
+        table = Table(
+            title=f"(c) AI.MODELEXECUTE under {meta['clients']} concurrent clients, heavy model",
+            caption=(
+                f"{meta['clients']} threads in this process, one connection each, each running "
+                "AI.MODELEXECUTE <model> INPUTS 1 x<i> OUTPUTS 1 y<i> back to back (FLOAT "
+                f"[1, {HEAVY_DIM}] inputs in the keyspace, outputs persisted); the model is "
+                f"onnx_heavy_model(dim={HEAVY_DIM}): in-process {heavy['run_1_row_ms']:.2f} ms "
+                f"for 1 row, {heavy[f'run_{b}_rows_ms']:.2f} ms for {b}. backend calls: model "
+                "runs made "
+                "(batched: the model's Batcher.calls, read by a benchmark-only server command; "
+                "unbatched: AI.INFO calls). AI.INFO calls counts requests, as in RedisAI. Target "
+                f"(BATCHSIZE): requests are merged (> 1 per backend call). {rounds}\n{versions}"
+            ),
+        )
+        table.add_column("variant", no_wrap=True)
+        table.add_column("p50 ms", justify="right")
+        table.add_column("p99 ms", justify="right")
+        table.add_column("req/s", justify="right")
+        table.add_column("speedup", justify="right")
+        table.add_column("requests", justify="right")
+        table.add_column("AI.INFO calls", justify="right")
+        table.add_column("backend calls", justify="right")
+        table.add_column("req per backend call", justify="right")
+        table.add_column("met?", justify="center")
+        table.add_column("others", justify="right")
+        for row in results["batching"]:
+            per_call = row["requests_per_backend_call"]
+            table.add_row(
+                row["variant"] + (" [dim](baseline)[/]" if row.get("baseline") else ""),
+                ms(row["p50_us"]),
+                ms(row["p99_us"]),
+                rate(row["ops_s"]),
+                f"[bold]{row['speedup']:.2f}x[/]",
+                f"{row['requests']:,}",
+                f"{row['ai_info']['calls']:,}",
+                f"{row['backend_calls']:,}",
+                "" if per_call is None else f"{per_call:.2f}",
+                mark(row["target_met"]),
+                busy(row),
+            )
+        console.print(table)
+
+    if "overhead" in results:
+        table = Table(
+            title="(d) per-command overhead: latency minus the model's own run time",
+            caption=(
+                f"One client, one request at a time. Model: ONNX Gemm {TINY_DIM}x{TINY_DIM} "
+                f"(onnx_linear_model), input FLOAT [1, {TINY_DIM}] already in the keyspace. "
+                "AI.MODELEXECUTE d:cmd INPUTS 1 x OUTPUTS 1 y (output persisted); AI.DAGEXECUTE "
+                "LOAD 1 x |> MODELEXECUTE d:dag INPUTS 1 x OUTPUTS 1 y |> TENSORGET y BLOB (local "
+                "output). model run: AI.INFO duration / calls over exactly these requests (the "
+                "engine's timer around the model lookup and run). overhead = p50 - model run: "
+                "what the server, the socket and redis-py add. in server: mean time inside the "
+                "command's handler (INFO commandstats usec_per_call, as Redis reports it); server "
+                "overhead = in server - model run: what the hub itself adds (parsing, the store "
+                "read and write, the DAG) and what the target is judged on. vs in-process = p50 - "
+                "the baseline's p50 (onnxruntime InferenceSession with learnhub's options: 1 "
+                "intra-op and 1 inter-op thread, CPU provider). The rows between show where the "
+                "time goes: "
+                "PING = redis-py + socket + the event loop; AI.CONFIG GET = + the hand-off of a "
+                "blocking command to a worker thread; AI.TENSORGET = + one store read. Target: "
+                f"overhead < {OVERHEAD_TARGET_US:g} us. "
+                f"{over}; {others}\n{versions}"
+            ),
+        )
+        table.add_column("variant", no_wrap=True)
+        table.add_column("p50 us", justify="right")
+        table.add_column("p99 us", justify="right")
+        table.add_column("ops/s", justify="right")
+        table.add_column("model run us", justify="right")
+        table.add_column("overhead us", justify="right")
+        table.add_column("in server us", justify="right")
+        table.add_column("server overhead us", justify="right")
+        table.add_column("vs in-proc us", justify="right")
+        table.add_column("target", justify="right")
+        table.add_column("met?", justify="center")
+        table.add_column("others", justify="right")
+        for row in results["overhead"]:
+            run, over = row.get("model_run_us"), row["overhead_us"]
+            server, server_over = row.get("server_us"), row.get("server_overhead_us")
+            table.add_row(
+                row["variant"] + (" [dim](baseline)[/]" if row.get("baseline") else ""),
+                f"{row['p50_us']:,.1f}",
+                f"{row['p99_us']:,.1f}",
+                rate(row["ops_s"]),
+                "" if run is None else f"{run:,.1f}",
+                "" if over is None else f"{over:,.1f}",
+                "" if server is None else f"{server:,.1f}",
+                "" if server_over is None else f"[bold]{server_over:,.1f}[/]",
+                f"{row['over_in_process_us']:,.1f}",
+                "" if server_over is None else f"< {OVERHEAD_TARGET_US:g}",
+                mark(row["target_met"]),
+                busy(row),
+            )
+        console.print(table)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,11 @@ class Status(str):
 
 OK, NA, TIMEDOUT = Status("OK"), Status("NA"), Status("TIMEDOUT")
 Version = tuple[str, int]  # a DAG value: (name, index of the op that wrote it; -1 = loaded)
+# Prepared (parsed, checked and planned) commands kept by their arguments: a model server
+# sees the same MODELEXECUTE and DAG lines over and over, and preparing one again costs as
+# much as the model run of a small model. Only small commands that carry no tensor data.
+PREPARED_MAX = 512
+PREPARED_MAX_BYTES = 4096
 
 
 @dataclass
@@ -57,6 +62,31 @@ class Stats:
     samples: int = 0
     calls: int = 0
     errors: int = 0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a DAG's execution needs to know of its shape, worked out once per DAG."""
+
+    deps: list[tuple[int, ...]]  # per op, the ops it waits for
+    sources: list[dict[str, int]]  # per op, the version of each name it reads
+    last: dict[str, int]  # per name, the op that wrote its final version
+    chain: bool  # every op waits for the one before it: never two ready at once
+
+
+def _plan(dag: p.Dag) -> _Plan:
+    deps = p.plan(dag)
+    chain = all(i - 1 in d for i, d in enumerate(deps) if i)
+    return _Plan(deps, _sources(dag), _last_writers(dag), chain)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A parsed, checked request; for a DAG or a standalone run, its DAG and plan too."""
+
+    req: Any
+    dag: p.Dag | None = None
+    plan: _Plan | None = None
 
 
 @dataclass
@@ -82,6 +112,8 @@ class AI:
         self._pool = ThreadPoolExecutor(
             max(4, os.cpu_count() or 1), thread_name_prefix="learnhub-ai"
         )
+        self._prepared: dict[tuple[bytes, ...], _Prepared] = {}
+        self._prepared_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -157,11 +189,38 @@ class AI:
 
     def command(self, argv: list[bytes]) -> Any:
         """Parse and run one AI.* command (argv[0] is its name); return its reply."""
+        prepared = self._prepare(argv)
+        req = prepared.req
+        if prepared.dag is None:
+            return self.execute(req)
+        if req is not prepared.dag:  # a standalone MODELEXECUTE or SCRIPTEXECUTE
+            return _single_reply(self.run_dag(prepared.dag, plan=prepared.plan))
+        if req.asynchronous:
+            return self.submit(argv)
+        return self.run_dag(req, plan=prepared.plan)
+
+    def _prepare(self, argv: list[bytes]) -> _Prepared:
+        """The command parsed and checked (and planned, if it runs a DAG), from the cache of
+        recent commands when it is there."""
+        key = tuple(argv)
+        prepared = self._prepared.get(key) if _cacheable(key) else None
+        if prepared is not None:
+            return prepared
         req = p.parse(argv)
         _check_names(req)
-        if isinstance(req, p.Dag) and req.asynchronous:
-            return self.submit(argv)
-        return self.execute(req)
+        if isinstance(req, p.Dag):
+            prepared = _Prepared(req, req, None if req.asynchronous else _plan(req))
+        elif isinstance(req, p.ModelExecute | p.ScriptExecute):
+            dag = _single_dag(req, req.inputs, req.outputs, req.timeout_ms)
+            prepared = _Prepared(req, dag, _plan(dag))
+        else:
+            prepared = _Prepared(req)
+        if _cacheable(key) and not _carries_data(req):
+            with self._prepared_lock:
+                if len(self._prepared) >= PREPARED_MAX:  # the oldest goes
+                    del self._prepared[next(iter(self._prepared))]
+                self._prepared[key] = prepared
+        return prepared
 
     def execute(self, req: Any) -> Any:
         """Run one parsed request and return its reply."""
@@ -274,22 +333,7 @@ class AI:
     def _single(
         self, op: Any, inputs: list[str], outputs: list[str], timeout_ms: int | None
     ) -> Any:
-        """A standalone run is a DAG of one op that loads its inputs and persists its outputs."""
-        dag = p.Dag(
-            False,
-            list(dict.fromkeys(inputs)),
-            list(dict.fromkeys(outputs)),
-            None,
-            timeout_ms,
-            [op],
-            False,
-        )
-        reply = self.run_dag(dag)
-        if isinstance(reply, Status):
-            return reply
-        if isinstance(reply[0], AIError):
-            raise reply[0]
-        return OK
+        return _single_reply(self.run_dag(_single_dag(op, inputs, outputs, timeout_ms)))
 
     def _info(self, req: p.Info) -> Any:
         row = self.keyspace.fetch([req.key]).get(req.key)
@@ -364,19 +408,68 @@ class AI:
     def _dag(self, req: p.Dag) -> Any:
         return self.run_dag(req)
 
-    def run_dag(self, dag: p.Dag, commit: Callable[[], bool] | None = None) -> Any:
+    def run_dag(
+        self, dag: p.Dag, commit: Callable[[], bool] | None = None, plan: _Plan | None = None
+    ) -> Any:
         """Run a DAG: independent ops in parallel, persisted outputs written together at the
         end and only if every op succeeded (and ``commit()``, when given, still agrees).
-        The reply lists each op's reply; ops after the first failure reply NA."""
+        The reply lists each op's reply; ops after the first failure reply NA. ``plan``: the
+        DAG's, when the caller has it already."""
         deadline = None if dag.timeout_ms is None else time.monotonic() + dag.timeout_ms / 1000
         run = _Run(dag)
         rows = self.keyspace.fetch(dag.load + [o.key for o in dag.ops if _runs_code(o)])
         for key in dag.load:
             run.values[(key, -1)] = self.keyspace.tensor_from(rows, key)
-        sources = _sources(dag)
-        deps = p.plan(dag)
+        if plan is None:
+            plan = _plan(dag)
+        sources = plan.sources
         run.replies = [None] * len(dag.ops)
         done: set[int] = set()
+        if plan.chain:  # one op at a time anyway: in order, on this thread
+            failed = self._run_chain(run, sources, rows, done)
+        else:
+            outcome = self._run_parallel(run, plan, rows, deadline, done)
+            if outcome is TIMEDOUT:
+                return TIMEDOUT
+            failed = outcome
+        if deadline is not None and time.monotonic() > deadline:
+            return TIMEDOUT
+        if failed is not None:
+            # Ops before the failure keep their replies; the failure, then NA for the rest.
+            return [
+                run.replies[n] if n in done or n == failed else NA for n in range(failed + 1)
+            ] + [NA] * (len(dag.ops) - failed - 1)
+        if dag.persist and (commit is None or commit()):
+            last = plan.last
+            self.keyspace.put_tensors(
+                {key: run.values[(key, last[key])] for key in dag.persist}, "dagexecute"
+            )
+        return run.replies
+
+    def _run_chain(
+        self, run: _Run, sources: list[dict[str, int]], rows: dict[str, Any], done: set[int]
+    ) -> int | None:
+        """Run the ops in order on this thread, up to the first that fails (its index)."""
+        for i in range(len(run.dag.ops)):
+            try:
+                run.replies[i] = self._op(run, i, sources[i], rows)
+            except AIError as exc:
+                run.replies[i] = exc
+                return i
+            done.add(i)
+        return None
+
+    def _run_parallel(
+        self,
+        run: _Run,
+        plan: _Plan,
+        rows: dict[str, Any],
+        deadline: float | None,
+        done: set[int],
+    ) -> Any:
+        """Run the ops, each once what it reads is ready, independent ones in parallel;
+        the index of the first that failed, None, or TIMEDOUT."""
+        dag, sources, deps = run.dag, plan.sources, plan.deps
         failed: int | None = None
         running: dict[Future[Any], int] = {}
         pending = list(range(len(dag.ops)))
@@ -415,19 +508,7 @@ class AI:
                 except AIError as exc:
                     run.replies[i] = exc
                     failed = i if failed is None else min(failed, i)
-        if deadline is not None and time.monotonic() > deadline:
-            return TIMEDOUT
-        if failed is not None:
-            # Ops before the failure keep their replies; the failure, then NA for the rest.
-            return [
-                run.replies[n] if n in done or n == failed else NA for n in range(failed + 1)
-            ] + [NA] * (len(dag.ops) - failed - 1)
-        if dag.persist and (commit is None or commit()):
-            last = _last_writers(dag)
-            self.keyspace.put_tensors(
-                {key: run.values[(key, last[key])] for key in dag.persist}, "dagexecute"
-            )
-        return run.replies
+        return failed
 
     def _op(self, run: _Run, i: int, sources: dict[str, int], rows: dict[str, Any]) -> Any:
         op = run.dag.ops[i]
@@ -612,6 +693,45 @@ def _check_names(req: Any) -> None:
                     raise AIError(f"{f.name} must be UTF-8 text") from None
             elif is_dataclass(item):
                 _check_names(item)
+
+
+def _cacheable(argv: tuple[Any, ...]) -> bool:
+    """Whether a command's prepared form may be kept: small, and all bytes (hashable as is)."""
+    size = 0
+    for a in argv:
+        if type(a) is not bytes:
+            return False
+        size += len(a)
+    return size <= PREPARED_MAX_BYTES
+
+
+def _carries_data(req: Any) -> bool:
+    """Whether a request holds tensor data (a script might change it in place: never reused)."""
+    if isinstance(req, p.Dag):
+        return any(isinstance(op, p.TensorSet) for op in req.ops)
+    return isinstance(req, p.TensorSet | p.ModelStore | p.ScriptStore)
+
+
+def _single_dag(op: Any, inputs: list[str], outputs: list[str], timeout_ms: int | None) -> p.Dag:
+    """A standalone run is a DAG of one op that loads its inputs and persists its outputs."""
+    return p.Dag(
+        False,
+        list(dict.fromkeys(inputs)),
+        list(dict.fromkeys(outputs)),
+        None,
+        timeout_ms,
+        [op],
+        False,
+    )
+
+
+def _single_reply(reply: Any) -> Any:
+    """A standalone run's reply: OK, TIMEDOUT, or its op's error raised."""
+    if isinstance(reply, Status):
+        return reply
+    if isinstance(reply[0], AIError):
+        raise reply[0]
+    return OK
 
 
 def _runs_code(op: Any) -> bool:

@@ -79,12 +79,16 @@ class Keyspace:
         rows = []
         for key, array in values.items():
             meta, blob = tensors.encode(array)
-            rows.append((key, json.dumps(meta), blob))
-        with self.store.transaction(synced=False) as tx:
-            for key, meta_json, blob in rows:
-                tx.execute(
-                    "ai_put", key=key, type=TENSOR, meta=meta_json, blob=blob, updated_ns=now
-                )
+            rows.append(
+                {
+                    "key": key,
+                    "type": TENSOR,
+                    "meta": json.dumps(meta),
+                    "blob": blob,
+                    "updated_ns": now,
+                }
+            )
+        self.store.write("ai_put", rows, synced=False)
         self._notify(values, event)
 
     def get_tensor(self, key: str) -> np.ndarray:
@@ -99,8 +103,7 @@ class Keyspace:
     def _rows(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         if not keys:
             return {}
-        with self.store.transaction(readonly=True) as tx:
-            return {r["key"]: r for r in tx.all("ai_get_many", keys=json.dumps(keys))}
+        return {r["key"]: r for r in self.store.read("ai_get_many", keys=json.dumps(keys))}
 
     @staticmethod
     def _tensor(row: dict[str, Any] | None, key: str) -> np.ndarray:
@@ -197,8 +200,8 @@ class Keyspace:
     # --- any key --------------------------------------------------------------------------
 
     def raw(self, key: str) -> dict[str, Any] | None:
-        with self.store.transaction(readonly=True) as tx:
-            return tx.one("ai_get", key=key)
+        rows = self.store.read("ai_get", key=key)
+        return rows[0] if rows else None
 
     def row(self, key: str, kind: str) -> dict[str, Any]:
         """The key's row, checked to hold a ``kind``; AIError/WrongType otherwise."""
@@ -228,8 +231,7 @@ class Keyspace:
     def keys(self, pattern: str = "*", kind: str | None = None) -> list[tuple[str, str, dict]]:
         """(key, type, meta) of every key matching a Redis glob pattern, sorted by key."""
         regex = glob_regex(pattern)
-        with self.store.transaction(readonly=True) as tx:
-            rows = tx.all("ai_keys", type=kind)
+        rows = self.store.read("ai_keys", type=kind)
         return [
             (r["key"], r["type"], json.loads(r["meta"])) for r in rows if regex.fullmatch(r["key"])
         ]

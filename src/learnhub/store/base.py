@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import cache
 from importlib import resources
@@ -48,6 +48,10 @@ class Connector(Protocol):
         self, readonly: bool = False, synced: bool = True
     ) -> AbstractContextManager[Tx]: ...
 
+    def read(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]: ...
+
+    def write(self, sql: str, rows: Sequence[Mapping[str, Any]], synced: bool = True) -> None: ...
+
     def run_script(self, tx: Tx, sql: str) -> None: ...
 
     def listen(self, channel: str, callback: Callable[[], None]) -> None: ...
@@ -61,6 +65,7 @@ class Store:
     def __init__(self, connector: Connector, url: str) -> None:
         self.connector = connector
         self.url = url
+        self._queries = queries(connector.dialect)
 
     @property
     def notifies(self) -> bool:
@@ -82,6 +87,20 @@ class Store:
         for its keyspace; used for tensors, which are written at inference rates).
         """
         return self.connector.transaction(readonly, synced)
+
+    def read(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+        """The rows of one named query, run on its own.
+
+        One statement reads one consistent snapshot, so it needs no transaction around it;
+        on SQLite that saves the BEGIN and COMMIT round (the hot path of AI.MODELEXECUTE).
+        """
+        return self.connector.read(self._queries[query], params)
+
+    def write(self, query: str, rows: Sequence[Mapping[str, Any]], synced: bool = True) -> None:
+        """Run one named statement once per parameter set in ``rows``, all or none, as
+        ``transaction()`` would (``synced`` as there), in fewer statements."""
+        if rows:
+            self.connector.write(self._queries[query], rows, synced)
 
     def listen(self, channel: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` when another process notifies ``channel`` (PostgreSQL only;

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from learnhub.errors import StoreError
 from learnhub.store.base import Tx, redact
@@ -53,6 +54,17 @@ class PostgresConnector:
             if not synced:
                 conn.execute("SET LOCAL synchronous_commit = off")
             yield Tx(conn, self.dialect)
+
+    def read(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def write(self, sql: str, rows: Sequence[Mapping[str, Any]], synced: bool = True) -> None:
+        with self._pool.connection() as conn:
+            if not synced:
+                conn.execute("SET LOCAL synchronous_commit = off")
+            with conn.cursor() as cur:
+                cur.executemany(sql, rows)
 
     def run_script(self, tx: Tx, sql: str) -> None:
         tx.conn.execute(sql)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from learnhub.errors import StoreError
 from learnhub.store.base import Tx
@@ -67,6 +68,23 @@ class SQLiteConnector:
             if not synced:
                 conn.execute("PRAGMA synchronous = FULL")
 
+    def read(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        # In autocommit mode a lone SELECT is a read transaction of its own.
+        return [dict(r) for r in self._connect().execute(sql, params).fetchall()]
+
+    def write(self, sql: str, rows: Sequence[Mapping[str, Any]], synced: bool = True) -> None:
+        conn = self._connect()
+        if synced:
+            _commit(conn, sql, rows)
+            return
+        # The thread's own connection, not one kept unsynced: its page cache stays valid for
+        # the reads that follow (a commit by another connection would invalidate it).
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            _commit(conn, sql, rows)
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")
+
     def run_script(self, tx: Tx, sql: str) -> None:
         statement = ""
         for line in sql.splitlines(keepends=True):
@@ -84,3 +102,19 @@ class SQLiteConnector:
                 conn.close()
             self._conns.clear()
         self._local = threading.local()
+
+
+def _commit(conn: sqlite3.Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run ``sql`` once per row of parameters, in one transaction."""
+    if len(rows) == 1:
+        # A lone statement in autocommit mode is a transaction of its own, with the write lock
+        # (and the busy timeout) taken up front as BEGIN IMMEDIATE does: two statements fewer.
+        conn.execute(sql, rows[0])
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(sql, rows)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
