@@ -178,3 +178,56 @@ def test_an_acknowledged_tensor_survives_kill_9(tmp_path: Path) -> None:
     child.wait()
     with learnhub.open(url) as hub:
         assert [int(hub.ai.tensorget(f"t{i}")[0]) for i in range(200)] == list(range(200))
+
+
+def test_a_repeated_command_reads_the_keyspace_afresh(hub: learnhub.Hub) -> None:
+    """Commands are prepared once and kept by their arguments; each run still reads the
+    keyspace and the model as they are, and fails when they are missing."""
+    run = [b"AI.MODELEXECUTE", b"m", b"INPUTS", b"1", b"x", b"OUTPUTS", b"1", b"y"]
+    dag = [b"AI.DAGEXECUTE", b"LOAD", b"1", b"x"]
+    dag += [b"|>", b"AI.MODELEXECUTE", b"m", b"INPUTS", b"1", b"x", b"OUTPUTS", b"1", b"t"]
+    dag += [b"|>", b"AI.TENSORGET", b"t", b"VALUES"]
+    for argv in (run, dag):
+        with pytest.raises(AIError, match="tensor key is empty"):
+            hub.ai.command(argv)
+    hub.ai.tensorset("x", a(1, 2))
+    with pytest.raises(AIError, match="model key is empty"):
+        hub.ai.command(run)
+    assert isinstance(hub.ai.command(dag)[0], AIError)
+    hub.ai.modelstore("m", "ONNX", "CPU", onnx_mul_model(2))
+    assert hub.ai.command(run) == OK
+    assert hub.ai.tensorget("y").tolist() == [[2, 4]]
+    assert hub.ai.command(dag)[1] == [b"2", b"4"]
+    hub.ai.modelstore("m", "ONNX", "CPU", onnx_mul_model(3))
+    hub.ai.tensorset("x", a(2, 2))
+    assert hub.ai.command(run) == OK
+    assert hub.ai.tensorget("y").tolist() == [[6, 6]]
+    assert hub.ai.command(dag)[1] == [b"6", b"6"]
+    with pytest.raises(AIError, match="tensor key is empty"):
+        hub.ai.command([b"AI.TENSORGET", b"t"])  # the DAG's output stayed local
+
+
+def test_invalid_commands_fail_every_time(hub: learnhub.Hub) -> None:
+    for _ in range(2):
+        with pytest.raises(AIError):
+            hub.ai.command([b"AI.MODELEXECUTE", b"m", b"INPUTS"])
+        with pytest.raises(AIError, match="UTF-8"):
+            hub.ai.command([b"AI.TENSORGET", b"\xff"])
+
+
+def test_commands_that_carry_tensors_are_never_kept(hub: learnhub.Hub) -> None:
+    from learnhub.ai.engine import PREPARED_MAX
+
+    tensorset = [b"AI.TENSORSET", b"x", b"FLOAT", b"2", b"VALUES", b"1", b"2"]
+    dag = [b"AI.DAGEXECUTE", b"PERSIST", b"1", b"y"]
+    dag += [b"|>", b"AI.TENSORSET", b"y", b"FLOAT", b"1", b"VALUES", b"5"]
+    assert hub.ai.command(tensorset) == OK
+    assert hub.ai.command(dag) == [OK]
+    assert hub.ai.tensorget("y").tolist() == [5]
+    kept = hub.ai._prepared
+    assert tuple(tensorset) not in kept and tuple(dag) not in kept
+    for i in range(PREPARED_MAX + 5):  # distinct commands: the oldest make way
+        with pytest.raises(AIError):
+            hub.ai.command([b"AI.TENSORGET", f"k{i}".encode()])
+    assert len(kept) == PREPARED_MAX
+    assert (b"AI.TENSORGET", f"k{PREPARED_MAX + 4}".encode()) in kept

@@ -136,3 +136,42 @@ def test_readers_see_committed_writes_from_other_threads(hub):
     t.start()
     t.join()
     assert seen[0] is not None and seen[0].files == {"f": b"1"}
+
+
+def _tensor_row(key: str, kind: str = "tensor") -> dict[str, object]:
+    return {"key": key, "type": kind, "meta": "{}", "blob": b"x", "updated_ns": 1}
+
+
+@pytest.mark.parametrize("synced", [True, False])
+def test_write_commits_every_row_or_none(hub, synced):
+    """store.write: one statement per row, all in one transaction, synced or not."""
+    store = hub.store
+    with pytest.raises(Exception, match="(?i)check constraint"):
+        store.write("ai_put", [_tensor_row("a"), _tensor_row("b", "bogus")], synced=synced)
+    with pytest.raises(Exception, match="(?i)check constraint"):
+        store.write("ai_put", [_tensor_row("c", "bogus")], synced=synced)
+    assert store.read("ai_get_many", keys='["a", "b", "c"]') == []
+    store.write("ai_put", [_tensor_row("a")], synced=synced)
+    store.write("ai_put", [_tensor_row("b"), _tensor_row("c")], synced=synced)
+    store.write("ai_put", [], synced=synced)  # nothing to do
+    rows = store.read("ai_get_many", keys='["a", "b", "c", "d"]')
+    assert sorted(r["key"] for r in rows) == ["a", "b", "c"]
+    assert store.read("ai_get", key="d") == []
+
+
+def test_read_sees_writes_of_other_threads(hub):
+    import threading
+
+    t = threading.Thread(target=hub.store.write, args=("ai_put", [_tensor_row("a")], False))
+    t.start()
+    t.join()
+    assert [r["key"] for r in hub.store.read("ai_get", key="a")] == ["a"]
+
+
+def test_sqlite_unsynced_write_leaves_the_connection_fully_synced(tmp_path: Path):
+    with learnhub.open(f"sqlite:///{tmp_path / 'x.db'}") as hub:
+        hub.store.write("ai_put", [_tensor_row("a")], synced=False)
+        with pytest.raises(Exception, match="CHECK constraint"):
+            hub.store.write("ai_put", [_tensor_row("b", "bogus")], synced=False)
+        with hub.store.transaction() as tx:
+            assert tx.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
