@@ -157,3 +157,12 @@ def test_reply_parser_reads_what_the_server_encodes(values, step) -> None:
             got.append(reply)
     assert got[:-1] == values
     assert isinstance(got[-1], ErrorReply) and got[-1] == "DENIED no"
+
+
+def test_idle_settings() -> None:
+    config = parse_peers_config({"idle_load": 0.5, "idle_interval": "5m", "idle_batch": 3})
+    assert (config.idle_load, config.idle_interval, config.idle_batch) == (0.5, 300.0, 3)
+    with pytest.raises(ConfigError, match="'peers.idle_load' must be a load average > 0"):
+        parse_peers_config({"idle_load": 0})
+    with pytest.raises(ConfigError, match="'peers.idle_batch'"):
+        parse_peers_config({"idle_batch": 0})

@@ -40,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-json", default=None, help="more [peers] settings, as JSON")
     parser.add_argument("--socket", default=None, help="also serve the hub's RESP door here")
     parser.add_argument("--lookup-timeout", default=None, help="learning.lookup_timeout")
+    parser.add_argument(
+        "--train",
+        action="append",
+        default=[],
+        metavar="PATTERN=MODULE:FUNCTION",
+        help="an offline training function for keys matching PATTERN (with peers.idle_load)",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -77,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         hub.learning.elsewhere.add(service.source)
+        for spec in args.train:
+            pattern, _, target = spec.partition("=")
+            service.offline.register(pattern, _import(target))
         dht_port = service.dht.port if service.dht else 0
         print(
             f"READY node={hub.node_id} ident={service.identity.ident} port={service.port} "
@@ -99,6 +109,15 @@ def main(argv: list[str] | None = None) -> int:
             hub.learning.elsewhere.remove(service.source)
             service.stop()
     return 0
+
+
+def _import(target: str):
+    import importlib
+
+    module, _, name = target.partition(":")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    return getattr(importlib.import_module(module), name)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from learnhub.errors import ConfigError
 
 DEFAULT_PORT = 7433
 DEFAULT_DHT_PORT = 7434
-DEFAULT_CHUNK = 4 * 1024 * 1024
+DEFAULT_CHUNK = 1024 * 1024
 MIN_SECRET_BYTES = 16
 
 
@@ -159,6 +159,10 @@ class PeersConfig:
     """DHT bootstrap nodes; None: no DHT; an empty list: start a DHT of one."""
     dht_listen: str = f"0.0.0.0:{DEFAULT_DHT_PORT}"
     republish_interval: float | str = 600.0
+    idle_load: float | None = None
+    """Offline training runs when the 1-minute load average is below this (None: never)."""
+    idle_interval: float | str = 60.0
+    idle_batch: int = 1
     import_: Policy = field(default_factory=Policy)
     export: Policy = field(default_factory=Policy)
 
@@ -202,9 +206,18 @@ class PeersConfig:
             "fetch_timeout",
             "connect_timeout",
             "republish_interval",
+            "idle_interval",
         ):
             set_(self, name, duration(getattr(self, name), f"'peers.{name}'"))
-        for name, low in (("chunk_size", 4096), ("max_announcements", 1)):
+        if self.idle_load is not None and (
+            isinstance(self.idle_load, bool)
+            or not isinstance(self.idle_load, int | float)
+            or not self.idle_load > 0
+        ):
+            raise ConfigError(
+                f"'peers.idle_load' must be a load average > 0 (e.g. 0.5), got {self.idle_load!r}"
+            )
+        for name, low in (("chunk_size", 4096), ("max_announcements", 1), ("idle_batch", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"'peers.{name}' must be an integer >= {low}, got {value!r}")

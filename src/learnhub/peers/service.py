@@ -44,6 +44,7 @@ from learnhub.peers.identity import (
     transcript,
     verify,
 )
+from learnhub.peers.offline import OfflineTraining
 from learnhub.peers.protocol import PeerProtocol
 from learnhub.peers.table import Announcement, PeerTable
 from learnhub.peers.wire import Conn, PeerError
@@ -55,7 +56,7 @@ log = logging.getLogger("learnhub.peers")
 
 # After the first peer answers a lookup, how long the others get to offer something better.
 ANSWER_WINDOW_S = 0.05
-PIPELINE_DEPTH = 4
+PIPELINE_DEPTH = 8
 
 
 class Link:
@@ -111,6 +112,7 @@ class PeerService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping: asyncio.Event | None = None
         self._protocol = PeerProtocol(self)
+        self.offline = OfflineTraining(hub, self.table, config.idle_load, config.idle_batch)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -163,6 +165,9 @@ class PeerService:
             await self.dht.start()
         self._spawn(self._watch())
         self._spawn(self._digest_loop())
+        if config_idle := self.config.idle_load:
+            log.info("offline training when the load average is below %s", config_idle)
+            self._spawn(self._offline_loop())
         log.info(
             "peer link of node %s listening on %s:%s (%d static peers%s)",
             self.identity.node_id, host, self.port, len(self.config.peers),
@@ -624,6 +629,14 @@ class PeerService:
                 log.info("offered %r %s to %s: %s", key, row["version"][:12], node, answer)
             except PeerError as exc:
                 log.warning("offering %r to %s at %s: %s", key, node, addr, exc)
+
+    async def _offline_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.idle_interval)
+            try:
+                await asyncio.to_thread(self.offline.run_once)
+            except Exception:  # a failed round is logged; the next one tries again
+                log.exception("offline training round failed")
 
     async def _digest_loop(self) -> None:
         while True:

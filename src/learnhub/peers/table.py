@@ -97,6 +97,11 @@ class PeerTable:
         with self.store.transaction(readonly=True) as tx:
             return {r["node_id"]: r["wants"] for r in tx.all("peer_want_counts")}
 
+    def key_wants(self) -> dict[str, int]:
+        """How many peers asked for each key."""
+        with self.store.transaction(readonly=True) as tx:
+            return {r["key"]: r["wants"] for r in tx.all("peer_wants_by_key")}
+
     # --- announcements --------------------------------------------------------------------
 
     def announce(self, entries: list[Announcement]) -> None:

@@ -410,6 +410,9 @@ SELECT node_id FROM peer_wants WHERE key = %(key)s ORDER BY node_id
 -- name: peer_want_counts
 SELECT node_id, count(*) AS wants FROM peer_wants GROUP BY node_id
 
+-- name: peer_wants_by_key
+SELECT key, count(*) AS wants FROM peer_wants GROUP BY key
+
 -- name: announcement_put
 INSERT INTO peer_announcements (node_id, key, version, metric, announced_ns, received_ns, address)
 VALUES (%(node_id)s, %(key)s, %(version)s, %(metric)s, %(announced_ns)s, %(received_ns)s, %(address)s)
