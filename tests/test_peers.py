@@ -164,6 +164,26 @@ def test_digest_fetches_what_is_better_by_the_margin(stores, hubs) -> None:
     assert b.proc.poll() is None
 
 
+def test_have_announcements_reach_a_hub_with_a_worse_version(stores, hubs) -> None:
+    a_store = stores()
+    a = hubs(a_store, config={"digest_interval": "0.3s"})
+    b_store = stores()
+    with open_store(b_store) as hub:
+        hub.learning.store("asc/h", {"f": b"b's own"}, 0.5)
+    b = hubs(b_store, peers=[a.address], config={"digest_interval": "1h"})
+    # a has connected back to b (its digest loop): it can announce to b.
+    wait_for(
+        lambda: any(
+            p["node_id"] == b.node_id and p["last_exchange_ns"] for p in known_peers(a_store)
+        ),
+        what="a's link to b",
+    )
+    with a.client() as ca:
+        better = ca.store("asc/h", {"f": b"a's better"}, 0.1)
+    wait_for(lambda: local(b_store, "asc/h").version == better, what="b fetching on PEER.HAVE")
+    assert {x.key for x in announcements(b_store)} >= {"asc/h"}
+
+
 # --- policies ----------------------------------------------------------------------------
 
 

@@ -343,6 +343,14 @@ class PeerService:
             for name, value in where.items():
                 args += [name, value]
         addresses = await asyncio.to_thread(self.peer_addresses)
+        # Peers that announced the key (the table of announcements, kept across restarts).
+        for known in await asyncio.to_thread(self.table.announcements, key):
+            if (
+                known.address
+                and not known.address.endswith(":0")
+                and known.address not in addresses
+            ):
+                addresses.append(known.address)
         if self.dht is not None:
             for found in await self.dht.providers(key, deadline):
                 if found not in addresses:
@@ -362,7 +370,6 @@ class PeerService:
             return None if reply is None else (addr, link.node_id, reply)
 
         pending = {asyncio.ensure_future(ask(a)) for a in addresses}
-        tried: set[str] = set()
         try:
             while pending and time.monotonic() < deadline:
                 answers, pending = await self._answers(pending, deadline)
@@ -378,7 +385,6 @@ class PeerService:
                 # Best metric first, then the most recent; a failed provider passes to the next,
                 # then to answers that came in meanwhile.
                 for _, _, version, addr, node in sorted(offers):
-                    tried.add(addr)
                     try:
                         return await self._fetch(addr, node, key, version)
                     except PeerError as exc:
@@ -604,8 +610,30 @@ class PeerService:
             for row in rows:
                 last = max(last, int(row["seq"]))
                 self._spawn(self._offer(row))
+            if rows:
+                self._spawn(self._announce(rows))
                 if self.dht is not None:
-                    self._spawn(self.dht.announce([row]))
+                    self._spawn(self.dht.announce(rows))
+
+    async def _announce(self, rows: list[dict[str, Any]]) -> None:
+        """PEER.HAVE of new versions to the peers this hub has a link open to: their tables
+        stay fresh, and one that holds a worse version of the key fetches this one."""
+        for addr, link in list(self._links.items()):
+            if link.conn.closed:
+                continue
+            args: list[Any] = []
+            for row in rows:
+                if row["origin"] == link.node_id:
+                    continue
+                if self.config.export.refuses(link.node_id, addr, row["key"]) is None:
+                    args += [row["key"], row["version"], repr(row["metric"]),
+                             str(row["created_ns"])]  # fmt: skip
+            for i in range(0, len(args), 4 * self.config.max_announcements):
+                try:
+                    await link.call("PEER.HAVE", *args[i : i + 4 * self.config.max_announcements])
+                except PeerError as exc:
+                    log.info("announcing to %s: %s", addr, exc)
+                    break
 
     async def _offer(self, row: dict[str, Any]) -> None:
         key = row["key"]
