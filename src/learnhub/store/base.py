@@ -81,7 +81,8 @@ class Store:
     ) -> AbstractContextManager[Tx]:
         """A transaction that commits on success and rolls back on any exception.
 
-        ``readonly`` lets SQLite readers run beside a writer instead of queueing behind it.
+        ``readonly`` lets SQLite readers run beside a writer instead of queueing behind it
+        (and promises no writes: on SQLite such a transaction's commit is never synced).
         ``synced=False`` acknowledges the commit before it reaches the disk: it survives a
         crash of this process (kill -9) but not the machine losing power (Redis's trade-off
         for its keyspace; used for tensors, which are written at inference rates).

@@ -15,6 +15,10 @@ from learnhub.store.base import Tx
 # Long enough that a burst of writers from several processes queues instead of failing.
 BUSY_TIMEOUT_MS = 30_000
 PAGE_SIZE = 16_384
+# FULL: a commit is on disk before it returns, even if the machine then loses power. NORMAL
+# (in WAL mode): the commit is in the OS's cache; a crash of this process (kill -9) keeps it.
+_FULL = "PRAGMA synchronous = FULL"
+_NORMAL = "PRAGMA synchronous = NORMAL"
 
 
 class SQLiteConnector:
@@ -40,8 +44,10 @@ class SQLiteConnector:
             # pages write them ~1.6x faster than the default 4 KiB (small commits ~5% slower).
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: a commit is on disk before we acknowledge it, even if the machine loses power.
-            conn.execute("PRAGMA synchronous = FULL")
+            # Between transactions a connection is NORMAL, what unsynced commits want (tensors,
+            # at inference rates: no PRAGMA round trip on the hot path); a synced commit turns
+            # it FULL for its transaction, so it is on disk before we acknowledge it.
+            conn.execute(_NORMAL)
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
@@ -53,8 +59,9 @@ class SQLiteConnector:
     @contextmanager
     def transaction(self, readonly: bool = False, synced: bool = True) -> Iterator[Tx]:
         conn = self._connect()
-        if not synced:  # in WAL mode, NORMAL leaves the commit in the OS's cache: kill -9 keeps it
-            conn.execute("PRAGMA synchronous = NORMAL")
+        full = synced and not readonly  # a read-only transaction commits nothing to sync
+        if full:
+            conn.execute(_FULL)
         try:
             # IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade.
             conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
@@ -65,25 +72,25 @@ class SQLiteConnector:
                 raise
             conn.execute("COMMIT")
         finally:
-            if not synced:
-                conn.execute("PRAGMA synchronous = FULL")
+            if full:
+                conn.execute(_NORMAL)
 
     def read(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         # In autocommit mode a lone SELECT is a read transaction of its own.
         return [dict(r) for r in self._connect().execute(sql, params).fetchall()]
 
     def write(self, sql: str, rows: Sequence[Mapping[str, Any]], synced: bool = True) -> None:
+        # The thread's own connection, not one kept for unsynced writes: its page cache stays
+        # valid for the reads that follow (a commit by another connection would reset it).
         conn = self._connect()
-        if synced:
+        if not synced:
             _commit(conn, sql, rows)
             return
-        # The thread's own connection, not one kept unsynced: its page cache stays valid for
-        # the reads that follow (a commit by another connection would invalidate it).
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(_FULL)
         try:
             _commit(conn, sql, rows)
         finally:
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(_NORMAL)
 
     def run_script(self, tx: Tx, sql: str) -> None:
         statement = ""
