@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -79,13 +80,17 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             return self
         _wait(lambda: _refuses(self.port), START_TIMEOUT, f"port {self.port} to be free")
+        # The server logs every request: to a file, never to a pipe nobody drains (a full
+        # pipe would block the server after a few hundred requests).
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
-            self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env()
+            self.argv(), stdout=subprocess.DEVNULL, stderr=self.log, env=self.env()
         )
 
         def up() -> bool:
             if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited: {self.proc.stderr.read().decode()}")
+                self.log.seek(0)
+                raise AssertionError(f"{self.name} exited: {self.log.read().decode()[-2000:]}")
             return self.ready()
 
         _wait(up, START_TIMEOUT, f"{self.name} on port {self.port}")
@@ -104,8 +109,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        if self.log is not None:
+            self.log.close()
+            self.log = None
         self.proc = None
         _wait(lambda: _refuses(self.port), START_TIMEOUT, f"{self.name} to release its port")
 
