@@ -84,9 +84,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         hub.learning.elsewhere.add(service.source)
-        for spec in args.train:
-            pattern, _, target = spec.partition("=")
-            service.offline.register(pattern, _import(target))
+        try:
+            for spec in args.train:
+                pattern, _, target = spec.partition("=")
+                service.offline.register(pattern, _import(target))
+        except (ImportError, AttributeError, LearnhubError) as exc:
+            print(f"error: --train: {exc}", file=sys.stderr)
+            service.stop()
+            return 2
         dht_port = service.dht.port if service.dht else 0
         print(
             f"READY node={hub.node_id} ident={service.identity.ident} port={service.port} "

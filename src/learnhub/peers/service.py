@@ -57,6 +57,9 @@ log = logging.getLogger("learnhub.peers")
 # After the first peer answers a lookup, how long the others get to offer something better.
 ANSWER_WINDOW_S = 0.05
 PIPELINE_DEPTH = 8
+WATCH_LOOKBACK = 100
+# Background fetches (offers, announcements, digests) at once; lookups do not wait for them.
+BACKGROUND_FETCHES = 4
 
 
 class Link:
@@ -109,6 +112,7 @@ class PeerService:
         self._link_locks: dict[str, asyncio.Lock] = {}
         self._node_addr: dict[str, str] = {}
         self._fetching: set[tuple[str, str]] = set()
+        self._fetch_slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping: asyncio.Event | None = None
         self._protocol = PeerProtocol(self)
@@ -525,19 +529,27 @@ class PeerService:
         if (key, version) in self._fetching:
             return None
         self._fetching.add((key, version))
+        if self._fetch_slots is None:
+            self._fetch_slots = asyncio.Semaphore(BACKGROUND_FETCHES)
         try:
-            for addr, node in providers:
-                try:
-                    artifact = await self._fetch(addr, node, key, version)
-                except PeerError as exc:
-                    log.warning("fetching %r %s from %s failed: %s", key, version[:12], addr, exc)
-                    await asyncio.to_thread(self.table.failed, addr, str(exc))
-                    continue
-                await asyncio.to_thread(self._store, artifact)
-                return artifact
-            return None
+            async with self._fetch_slots:
+                return await self._fetch_first(key, version, providers)
         finally:
             self._fetching.discard((key, version))
+
+    async def _fetch_first(
+        self, key: str, version: str, providers: list[tuple[str, str]]
+    ) -> Artifact | None:
+        for addr, node in providers:
+            try:
+                artifact = await self._fetch(addr, node, key, version)
+            except PeerError as exc:
+                log.warning("fetching %r %s from %s failed: %s", key, version[:12], addr, exc)
+                await asyncio.to_thread(self.table.failed, addr, str(exc))
+                continue
+            await asyncio.to_thread(self._store, artifact)
+            return artifact
+        return None
 
     def _store(self, artifact: Artifact) -> None:
         try:
@@ -600,16 +612,25 @@ class PeerService:
     async def _watch(self) -> None:
         """Offer each new version to the peers that want its key; announce it in the DHT."""
         last = await asyncio.to_thread(self.table.last_seq)
+        # On PostgreSQL, sequence numbers are taken before commit, so a version may become
+        # visible after a later one: look back a little, and skip what was already seen.
+        seen: dict[int, None] = {}
         while True:
             await asyncio.sleep(self.config.watch_interval)
             try:
-                rows = await asyncio.to_thread(self.table.new_versions, last)
+                found = await asyncio.to_thread(
+                    self.table.new_versions, max(0, last - WATCH_LOOKBACK)
+                )
             except Exception as exc:  # the store being briefly unavailable is not fatal
                 log.warning("watching the store for new versions: %s", exc)
                 continue
+            rows = [r for r in found if int(r["seq"]) not in seen]
             for row in rows:
+                seen[int(row["seq"])] = None
                 last = max(last, int(row["seq"]))
                 self._spawn(self._offer(row))
+            while len(seen) > 4 * WATCH_LOOKBACK:
+                del seen[next(iter(seen))]
             if rows:
                 self._spawn(self._announce(rows))
                 if self.dht is not None:
