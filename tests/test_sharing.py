@@ -459,3 +459,17 @@ def test_artifacts_matching_patterns_are_backed_up_and_loaded(make_hub, tmp_path
     carol = make_hub(sources=[f"{shared}/*/*.json"])
     report = carol.sharing.sync()
     assert report.loaded == 0 and carol.learning.lookup("model/churn") is None
+
+
+def test_demo_scenario_three_users(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from learnhub.sharing.scenario import three_users
+
+    console = Console(record=True, width=200)
+    counts = three_users(console, tmp_path / "demo")
+    assert counts == {"alice": 3, "bob": 3, "carol": 3}
+    text = console.export_text()
+    assert "carol's backup: down" in text
+    assert "alice nearest(): bob's yes, carol's not yet" in text
+    assert "alice nearest(): bob's yes, carol's yes" in text
