@@ -34,10 +34,20 @@ class HubProc:
         lookup_timeout: str | None = None,
         listen: str = "127.0.0.1:0",
         extra: list[str] = (),
+        prefix: list[str] = (),
     ) -> None:
         self.store = store
         self.socket = socket
-        cmd = [sys.executable, "-m", "learnhub.peers", "--store", store, "--listen", listen]
+        cmd = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "learnhub.peers",
+            "--store",
+            store,
+            "--listen",
+            listen,
+        ]
         for p in peers:
             cmd += ["--peer", p]
         if secret_file:
@@ -94,6 +104,9 @@ class HubProc:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"<HubProc {self.node_id} :{self.port}>"
 
     def client(self) -> learnhub.Client:
         assert self.socket is not None

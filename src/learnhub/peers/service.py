@@ -72,7 +72,13 @@ class Link:
 
     async def call(self, *args: Any) -> Any:
         async with self.conn.lock:
-            return await self.conn.call(*args)
+            try:
+                return await self.conn.call(*args)
+            except (asyncio.CancelledError, TimeoutError):
+                # Its reply may still come: the link would then answer the next call with
+                # it. A new connection is made on next use instead.
+                self.conn.close()
+                raise
 
 
 class PeerSource:
