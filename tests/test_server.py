@@ -736,3 +736,63 @@ def test_internal_error_keeps_serving(server: ServeProcess, tmp_path: Path) -> N
     assert r.info()["learning_versions"] == 1
     assert server.proc.poll() is None
     r.close()
+
+
+# --- the worker threads of blocking commands ----------------------------------------------
+
+
+def test_pool_reuses_the_thread_that_finished_last():
+    from learnhub.server.pool import WarmPool
+
+    pool = WarmPool(8, thread_name_prefix="t")
+    try:
+        # Four at once start four threads; afterwards one-at-a-time work stays on one thread.
+        barrier = threading.Barrier(4)
+        names = [pool.submit(lambda: (barrier.wait(TIMEOUT), threading.current_thread().name))
+                 for _ in range(4)]  # fmt: skip
+        assert len({f.result(TIMEOUT)[1] for f in names}) == 4
+        last = [pool.submit(lambda: threading.current_thread().name).result(TIMEOUT)
+                for _ in range(20)]  # fmt: skip
+        assert len(set(last)) == 1
+    finally:
+        pool.shutdown()
+
+
+def test_pool_queues_beyond_its_threads_and_carries_errors():
+    from learnhub.server.pool import WarmPool
+
+    pool = WarmPool(2)
+    release = threading.Event()
+    blocked = [pool.submit(release.wait, TIMEOUT) for _ in range(2)]
+    queued = [pool.submit(lambda i=i: i * i) for i in range(5)]
+    assert not any(f.done() for f in queued)  # both threads are busy
+    release.set()
+    assert [f.result(TIMEOUT) for f in queued] == [0, 1, 4, 9, 16]
+    assert all(f.result(TIMEOUT) for f in blocked)
+    with pytest.raises(ZeroDivisionError):
+        pool.submit(lambda: 1 / 0).result(TIMEOUT)
+    assert pool.submit(lambda: "still working").result(TIMEOUT) == "still working"
+    assert len(pool._threads) == 2
+    pool.shutdown()
+
+
+def test_pool_shutdown_finishes_running_and_queued_work_then_refuses_more():
+    from learnhub.server.pool import WarmPool
+
+    pool = WarmPool(1)
+    started, release = threading.Event(), threading.Event()
+    running = pool.submit(lambda: (started.set(), release.wait(TIMEOUT))[1])
+    queued = pool.submit(lambda: "queued")
+    assert started.wait(TIMEOUT)
+    stopper = threading.Thread(target=pool.shutdown)
+    stopper.start()
+    wait_for(lambda: pool._shutdown, TIMEOUT, "shutdown to begin")
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(lambda: "late")
+    release.set()
+    stopper.join(TIMEOUT)
+    assert not stopper.is_alive()
+    assert running.result(0) is True and queued.result(0) == "queued"
+    assert not any(t.is_alive() for t in pool._threads)
+    with pytest.raises(ValueError, match="at least 1"):
+        WarmPool(0)

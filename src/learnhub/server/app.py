@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from learnhub.server.commands import (
     Session,
     resolve,
 )
+from learnhub.server.pool import WarmPool
 from learnhub.server.resp import ErrorReply, ProtocolError, RequestParser, encode_reply
 
 if TYPE_CHECKING:
@@ -67,7 +67,9 @@ class Server:
         self.socket_path = Path(socket_path)
         self.tcp = _host_port(listen) if listen else None
         self.info = ServerInfo(hub, token, str(self.socket_path), listen)
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="learnhub-cmd")
+        # Most recently idle thread first: a steady client keeps one thread and its warm
+        # SQLite connection (see pool.py).
+        self._executor = WarmPool(workers, thread_name_prefix="learnhub-cmd")
         self._ids = itertools.count(1)
         self._connections: set[_Connection] = set()
         self._servers: list[asyncio.AbstractServer] = []
