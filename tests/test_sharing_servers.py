@@ -224,3 +224,88 @@ def test_backup_write_is_verified_and_atomic_on_s3(moto, tmp_path: Path) -> None
         with pytest.raises(learnhub.sharing.LocationError, match="s3://team-bucket/x"):
             loc.write("b.example.json", b"{}")
         assert time.monotonic() - t0 >= 0  # it returned: the error, not a hang
+
+
+def test_s3_stopped_during_a_poll_then_converges(moto, tmp_path: Path) -> None:
+    """The server goes away while a poll is reading: what was read is kept, what was not is
+    read by the next poll once the server is back; nothing is dropped meanwhile."""
+    moto.make_bucket(BUCKET)
+    opts = {"s3://": moto.options()}
+    with (
+        open_hub(
+            f"sqlite:///{tmp_path / 'a.db'}", backup=f"s3://{BUCKET}/ex/alice", options=opts
+        ) as alice,
+        open_hub(
+            f"sqlite:///{tmp_path / 'b.db'}", sources=[f"s3://{BUCKET}/ex/*/*.json"], options=opts
+        ) as bob,
+    ):
+        for i in range(400):
+            alice.examples.add(f"question {i} about the build", f"answer {i}")
+        assert alice.sharing.sync().backed_up == 400
+        saved = moto.snapshot()
+        gets_before = _example_gets(moto)
+        outcome: dict = {}
+        poll = threading.Thread(target=lambda: outcome.update(r=bob.sharing.sync()))
+        poll.start()
+        wait_for(lambda: _example_gets(moto) - gets_before >= 20, what="the poll reading")
+        moto.stop()  # mid-poll
+        poll.join(120)
+        first = outcome["r"]
+        assert first.errors and first.loaded < 400  # some reads failed
+        assert bob.examples.count()["total"] == first.loaded  # what was read is kept
+        moto.start()
+        moto.restore(saved)
+        second = bob.sharing.sync()
+        assert not second.errors and second.dropped == 0
+        assert first.loaded + second.loaded == 400
+        assert second.read == 400 - first.loaded  # only what was not read before
+        assert bob.examples.count()["total"] == 400
+
+
+def test_s3_stopped_during_backups_and_wiped_loses_nothing(moto, tmp_path: Path) -> None:
+    """The server goes away while the worker is writing backups and comes back empty (a
+    wiped bucket): the jobs retry, the next sync writes again what the bucket lost, and
+    another user ends up with every example."""
+    moto.make_bucket(BUCKET)
+    opts = {"s3://": moto.options()}
+    with (
+        open_hub(
+            f"sqlite:///{tmp_path / 'a.db'}",
+            backup=f"s3://{BUCKET}/ex/alice",
+            options=opts,
+            poll_interval="1s",
+        ) as alice,
+        open_hub(
+            f"sqlite:///{tmp_path / 'b.db'}", sources=[f"s3://{BUCKET}/ex/*/*.json"], options=opts
+        ) as bob,
+    ):
+        made = [alice.examples.add(f"learned {i} during the incident", "ok") for i in range(150)]
+        with worker(alice):
+            wait_for(lambda: alice.examples.count()["backed_up"] >= 10, what="some backups")
+            moto.stop()  # mid-backup
+            wait_for(
+                lambda: any(j.attempts >= 2 for j in backup_jobs(alice)),
+                timeout=60,
+                what="a failed backup attempt",
+            )
+            moto.start()  # back, but empty
+            moto.make_bucket(BUCKET)
+            wait_for(
+                lambda: all(j.state == "succeeded" for j in backup_jobs(alice)),
+                timeout=180,
+                what="every backup job",
+            )
+        report = alice.sharing.sync()  # finds the files the wipe took and writes them again
+        assert not report.errors
+        assert alice.examples.count()["backed_up"] == 150
+        assert bob.sharing.sync().loaded == 150
+        assert {e.id for e in bob.examples.ls(limit=1000)} == {e.id for e in made}
+
+
+def _example_gets(server) -> int:
+    log = server.log
+    log.flush()
+    log.seek(0)
+    text = log.read().decode(errors="replace")
+    log.seek(0, 2)
+    return text.count(".example.json HTTP")

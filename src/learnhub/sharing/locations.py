@@ -213,8 +213,9 @@ class Location:
                 for path in chunk:
                     out[path] = self._result(path, got.get(path, got.get(_strip(fs, path))))
         else:
+            read = _read_local if self.local else fs.cat_file
             with cf.ThreadPoolExecutor(min(READ_THREADS, len(paths))) as pool:
-                futures = {pool.submit(fs.cat_file, p): p for p in paths}
+                futures = {pool.submit(read, p): p for p in paths}
                 done, pending = cf.wait(futures, timeout=max(self.timeout, 1.0) * 4)
                 for future in done:
                     path = futures[future]
@@ -303,6 +304,11 @@ class Location:
 
     def __repr__(self) -> str:
         return f"<Location {self.name}>"
+
+
+def _read_local(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _static_root(path: str) -> str:

@@ -191,12 +191,19 @@ class Sharing:
         return f"wrote {path}"
 
     def push(self, report: SyncReport, force: bool, progress: Progress) -> None:
-        """Write every backup still due: examples not yet written, matching artifacts."""
+        """Write every backup still due: examples not yet written, those whose file the
+        backup location lost (a wiped bucket, a restored snapshot), matching artifacts."""
         loc = self.backup
         if loc is None:
             return
         if not force and self._waiting(loc):
             report.waiting.append(loc.name)
+            return
+        try:
+            self._audit(loc)
+        except LocationError as exc:
+            report.errors[loc.name] = str(exc)
+            self._failure(loc, BACKUP, str(exc))
             return
         with self._store.transaction(readonly=True) as tx:
             due = [r["id"] for r in tx.all("examples_backup_due")]
@@ -219,6 +226,19 @@ class Sharing:
         except LocationError as exc:
             report.errors[loc.name] = str(exc)
             self._failure(loc, BACKUP, str(exc))
+
+    def _audit(self, loc: Location) -> None:
+        """One listing of the backup folder: an example marked backed up whose file is not
+        there is due again (so nothing learned is lost when the location loses files)."""
+        present = {p.rsplit("/", 1)[-1] for p in loc.list_folder(SUFFIX)}
+        with self._store.transaction(readonly=True) as tx:
+            done = [r["id"] for r in tx.all("examples_local_backed_up")]
+        lost = [i for i in done if i + SUFFIX not in present]
+        if lost:
+            log.warning("sharing: %d backed-up examples missing from %s", len(lost), loc.name)
+            with self._store.transaction() as tx:
+                for example_id in lost:
+                    tx.execute("example_backup_lost", id=example_id)
 
     # --- artifacts ---------------------------------------------------------------------------
 

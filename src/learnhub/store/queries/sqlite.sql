@@ -778,3 +778,11 @@ SELECT key, version FROM shared_artifacts
 -- name: shared_artifact_put
 INSERT INTO shared_artifacts (key, version, path) VALUES (:key, :version, :path)
 ON CONFLICT (key, version) DO NOTHING
+
+-- name: examples_local_backed_up
+-- Examples learned here whose current version was written to the backup: each should have
+-- its file there (a backup location that lost files gets them again).
+SELECT id FROM examples WHERE local = 1 AND backed_up_ns >= updated_ns
+
+-- name: example_backup_lost
+UPDATE examples SET backed_up_ns = 0 WHERE id = :id AND local = 1
