@@ -473,3 +473,17 @@ def test_demo_scenario_three_users(tmp_path: Path) -> None:
     assert "carol's backup: down" in text
     assert "alice nearest(): bob's yes, carol's not yet" in text
     assert "alice nearest(): bob's yes, carol's yes" in text
+
+
+def test_worker_loads_at_start_then_polls(make_hub, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    write_example(shared / "team", "early", "there before the hub started")
+    hub = make_hub(sources=[f"{shared}/*/*.json"], poll_interval="1s")
+    with worker(hub):
+        wait_for(lambda: hub.examples.get("early"), what="the load at start")
+        write_example(shared / "team", "later", "written while the hub runs")
+        wait_for(lambda: hub.examples.get("later"), what="a periodic poll")
+        (shared / "team" / f"early{SUFFIX}").unlink()
+        wait_for(lambda: hub.examples.get("early") is None, what="the vanished file dropped")
+    [status] = hub.sharing.status()
+    assert status["ok"] and status["examples"] == 1
