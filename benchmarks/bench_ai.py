@@ -28,7 +28,7 @@ Each round runs every variant for --round-seconds; p50/p99 are over all rounds' 
 ops/s is the median of the rounds' rates. Each row also says how much of the machine's CPU
 time other processes took while it ran (Linux /proc), since (b) needs both cores.
 
-    cd /work/main && .venv/bin/python benchmarks/bench_ai.py [--quick] [--json]
+    cd /work/main && .venv/bin/python benchmarks/bench_ai.py [--quick] [--json] [--part overhead]
 """
 
 from __future__ import annotations
