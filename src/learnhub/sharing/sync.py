@@ -21,6 +21,7 @@ import concurrent.futures as cf
 import fnmatch
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ class Sharing:
         self.sources = [Location(url, opts, timeout) for url in config.sources]
         self.backup = Location(config.backup, opts, timeout) if config.backup else None
         self.by_name = {loc.name: loc for loc in self.sources}
+        self._syncing = threading.Lock()
         backoff_cap = max(float(config.poll_interval), 1.0)
         jobs.register(
             _BackupTask(
@@ -158,8 +160,16 @@ class Sharing:
         waiting out a backoff (``learnhub sharing sync``); the scheduled poll passes False."""
         report = SyncReport()
         progress = progress or _quiet
-        self.push(report, force, progress)
-        self.poll(report, force, progress)
+        # One sync at a time in this process: a scheduled poll that finds one running (a
+        # slow location) skips its turn rather than piling up behind it.
+        if not self._syncing.acquire(blocking=force):
+            report.waiting.append("a sync already running")
+            return report
+        try:
+            self.push(report, force, progress)
+            self.poll(report, force, progress)
+        finally:
+            self._syncing.release()
         return report
 
     # --- backup ------------------------------------------------------------------------------
