@@ -172,7 +172,11 @@ class PeerService:
             from learnhub.peers.dht import Discovery
 
             self.dht = Discovery(self)
-            await self.dht.start()
+            try:
+                await self.dht.start()
+            except BaseException:
+                self._server.close()
+                raise
         self._spawn(self._watch())
         self._spawn(self._digest_loop())
         if config_idle := self.config.idle_load:
