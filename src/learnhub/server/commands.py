@@ -324,7 +324,7 @@ def artifact_reply(artifact: Artifact | None) -> Any:
     )
 
 
-def _lookup(ctx: Context, args: list[bytes]) -> Any:
+def _lookup(ctx: Context, args: list[bytes], local: bool) -> Any:
     key = text(args[0], "key")
     rest = args[1:]
     where: dict[str, str] = {}
@@ -333,17 +333,17 @@ def _lookup(ctx: Context, args: list[bytes]) -> Any:
             raise CommandError("ERR syntax error: expected LOOKUP key [WHERE field value ...]")
         for name, value in zip(rest[1::2], rest[2::2], strict=True):
             where[text(name, "WHERE field")] = text(value, "WHERE value")
-    return artifact_reply(ctx.hub.learning.lookup(key, where))
+    return artifact_reply(ctx.hub.learning.lookup(key, where, local=local))
 
 
 @command("LOOKUP", -2, blocking=True)
 def lookup(ctx: Context, args: list[bytes]) -> Any:
-    return _lookup(ctx, args)
+    return _lookup(ctx, args, local=False)
 
 
 @command("LOOKUP_LOCAL", -2, blocking=True)
 def lookup_local(ctx: Context, args: list[bytes]) -> Any:
-    return _lookup(ctx, args)
+    return _lookup(ctx, args, local=True)
 
 
 @command("STORE", -5, blocking=True)
@@ -379,7 +379,4 @@ def store(ctx: Context, args: list[bytes]) -> Any:
             )
     if not files:
         raise CommandError("ERR STORE needs at least one FILE name blob; nothing was stored")
-    ctx.hub.learning.store(key, files, metric, attrs, base)
-    best = ctx.hub.learning.best(key)
-    assert best is not None
-    return best.version
+    return ctx.hub.learning.put(key, files, metric, attrs, base).current
