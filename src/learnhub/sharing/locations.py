@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 READ_THREADS = 32  # concurrent reads on a filesystem without async I/O (local, NFS)
 ASYNC_BATCH = 256  # concurrent requests on an object store
+LOCAL_RUN = 64  # files one thread reads in a row on a filesystem without async I/O
 GLOB_CHARS = "*?["
 
 # One pool for the deadlines: a call that hangs past its deadline keeps its thread until the
@@ -213,20 +214,25 @@ class Location:
                 for path in chunk:
                     out[path] = self._result(path, got.get(path, got.get(_strip(fs, path))))
         else:
+            # Threads each read a run of files: one task per file costs as much as reading
+            # a cached local file; NFS and other remote mounts gain from the concurrency.
             read = _read_local if self.local else fs.cat_file
-            with cf.ThreadPoolExecutor(min(READ_THREADS, len(paths))) as pool:
-                futures = {pool.submit(read, p): p for p in paths}
+            runs = [paths[i : i + LOCAL_RUN] for i in range(0, len(paths), LOCAL_RUN)]
+            pool = cf.ThreadPoolExecutor(min(READ_THREADS, len(runs)))
+            try:
+                futures = {pool.submit(_read_run, read, run): run for run in runs}
                 done, pending = cf.wait(futures, timeout=max(self.timeout, 1.0) * 4)
-                for future in done:
-                    path = futures[future]
-                    try:
-                        out[path] = self._result(path, future.result())
-                    except Exception as exc:
-                        out[path] = self._result(path, exc)
-                for future in pending:
-                    future.cancel()
-                    out[futures[future]] = LocationError(
-                        f"{self.name}: reading {futures[future]} did not finish in time"
+            finally:
+                # a read stuck on a hung mount must not hold the poll: leave its thread
+                pool.shutdown(wait=False, cancel_futures=True)
+            for future in done:
+                for path, value in future.result().items():
+                    out[path] = self._result(path, value)
+            for future in pending:
+                for path in futures[future]:
+                    out[path] = LocationError(
+                        f"{self.name}: reading {path} did not finish within "
+                        f"{max(self.timeout, 1.0) * 4:g}s (a slow or hung mount)"
                     )
         self.gets += len(paths)
         return out
@@ -304,6 +310,17 @@ class Location:
 
     def __repr__(self) -> str:
         return f"<Location {self.name}>"
+
+
+def _read_run(read: Callable[[str], bytes], paths: list[str]) -> dict[str, Any]:
+    """Read each path; an error takes the place of a file that failed."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        try:
+            out[path] = read(path)
+        except Exception as exc:
+            out[path] = exc
+    return out
 
 
 def _read_local(path: str) -> bytes:
