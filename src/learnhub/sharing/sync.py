@@ -57,7 +57,7 @@ QUEUE = "learnhub"
 SOURCE, BACKUP = "source", "backup"
 EXAMPLE, ARTIFACT = "example", "artifact"
 MAX_LOCATION_BACKOFF_S = 600.0
-EMBED_BATCH = 256
+EMBED_BATCH = 1024  # texts per model call and per commit of their vectors
 # A backup is retried until it succeeds: the attempts are bounded only so that a job that
 # can never succeed (a location removed from the config) ends some day.
 BACKUP_ATTEMPTS = 1_000_000
