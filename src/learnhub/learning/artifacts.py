@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -474,6 +474,48 @@ class Learning:
             return _with_files(
                 _version(key, row), tx.all("artifact_files", key=key, version=version)
             )
+
+    def info(self, key: str, version: str) -> ArtifactVersion | None:
+        """One exact version of ``key`` without its file contents, or None."""
+        _check_key(key)
+        with self._store.transaction(readonly=True) as tx:
+            row = tx.one("artifact_version", key=key, version=version)
+        return None if row is None else _version(key, row)
+
+    def iter_file(
+        self, key: str, version: str, name: str, part: int, offset: int = 0
+    ) -> Iterator[bytes]:
+        """File ``name`` of a version in parts of ``part`` bytes from ``offset``, read from the
+        store as they are taken rather than loaded whole: serving a large file costs one pass
+        over its bytes. Raises InvalidInput if the version has no such file.
+
+        The parts are read in one read transaction: take them all on one thread (the one
+        that started), and close the iterator when done with it early."""
+        _check_key(key)
+        if part <= 0 or offset < 0:
+            raise InvalidInput(f"part {part} must be positive and offset {offset} not negative")
+        with self._store.transaction(readonly=True) as tx:
+            row = tx.one(
+                "peers_file_part", key=key, version=version, name=name, offset=offset, count=part
+            )
+            if row is None:
+                raise InvalidInput(f"version {version} of {key!r} has no file {name!r}")
+            size = int(row["size"])
+            if row["blob_rowid"] is None:  # PostgreSQL: each part is a query of its own
+                while offset < size:
+                    yield bytes(row["data"])
+                    offset += part
+                    if offset < size:
+                        row = tx.one("peers_file_part", key=key, version=version, name=name,
+                                     offset=offset, count=part)  # fmt: skip
+                        assert row is not None  # versions are immutable
+                return
+            # SQLite: one incremental blob handle, read in order; it keeps its place in the
+            # blob's chain of overflow pages, which a handle per part would walk from the start.
+            with tx.conn.blobopen("blobs", "data", row["blob_rowid"], readonly=True) as blob:
+                blob.seek(min(offset, size))
+                while data := blob.read(part):
+                    yield data
 
     def versions(self, key: str) -> list[ArtifactVersion]:
         """Every version of ``key``, newest first."""

@@ -26,13 +26,14 @@ import logging
 import math
 import os
 import re
-from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from learnhub.errors import InvalidInput
-from learnhub.learning.artifacts import MAX_KEY_BYTES, Artifact
+from learnhub.learning.artifacts import MAX_KEY_BYTES
 from learnhub.peers.identity import PROTOCOL, AuthError, new_nonce, prove, transcript, verify
+from learnhub.peers.streams import FileStream
 from learnhub.peers.table import Announcement
 from learnhub.server.resp import (
     ErrorReply,
@@ -50,6 +51,8 @@ log = logging.getLogger("learnhub.peers")
 COMMANDS = ("PEER.HELLO", "PEER.WANT", "PEER.HAVE", "PEER.OFFER", "PEER.FETCH", "PEER.DIGEST")
 MAX_CHUNK = 8 * 1024 * 1024
 MAX_DIGEST_PAGE = 1000
+# Files served at once (a stream idle for streams.IDLE_S gives its thread back).
+STREAM_THREADS = 8
 # Requests larger than this are not peer traffic (the largest real one is a full HAVE).
 MAX_REQUEST_BULK = 2 * 1024 * 1024
 VERSION_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -71,6 +74,7 @@ class Session:
     node_id: str | None = None
     address: str | None = None  # where the peer's own link listens
     pending: tuple[str, str, str, str, str] | None = None  # hello in progress
+    stream: FileStream | None = None  # the file being served, read ahead
 
     @property
     def who(self) -> str:
@@ -115,7 +119,8 @@ class PeerProtocol:
     def __init__(self, service: PeerService) -> None:
         self.service = service
         self.chunks_served = 0
-        self.served = ServedCache()
+        # The threads that read served files from the store (see streams.py).
+        self.pool = ThreadPoolExecutor(STREAM_THREADS, thread_name_prefix="learnhub-peer-read")
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -155,6 +160,8 @@ class PeerProtocol:
             return  # the service stops; ending quietly spares asyncio's stream callback
         finally:
             self.service._tasks.discard(task)
+            if session.stream is not None:
+                session.stream.close()
             writer.close()
 
     async def dispatch(self, session: Session, argv: list[bytes]) -> tuple[Any, bool]:
@@ -271,30 +278,43 @@ class PeerProtocol:
             raise Refused("ERR", "expected PEER.FETCH key version [file offset count]")
         key, version = check_key(args[0]), check_version(args[1])
         self._export(session, key)
-        artifact = await self.served.get(key, version, self.service.hub.learning.get)
-        if artifact is None:
-            raise Refused("NOTFOUND", f"this hub has no version {version} of {key!r}")
+        learning = self.service.hub.learning
         if len(args) == 2:
+            found = await asyncio.to_thread(learning.info, key, version)
+            if found is None:
+                raise Refused("NOTFOUND", f"this hub has no version {version} of {key!r}")
             # The stored content hashes: what the receiver checks the bytes against.
             rows = await asyncio.to_thread(self.service.table.file_hashes, key, version)
             files: list[str] = []
             for row in rows:
                 files += [row["name"], row["blob_hash"], str(row["size"])]
             return [
-                artifact.version, repr(artifact.metric),
-                json.dumps(artifact.attrs, sort_keys=True), artifact.origin,
-                str(_ns(artifact)), files,
+                found.version, repr(found.metric), json.dumps(found.attrs, sort_keys=True),
+                found.origin, str(_ns(found)), files,
             ]  # fmt: skip
         name = args[2]
-        data = artifact.files.get(name)
-        if data is None:
-            raise Refused("NOTFOUND", f"version {version} of {key!r} has no file {name!r}")
         if not args[3].isdigit() or not args[4].isdigit():
             raise Refused("ERR", "offset and count must be non-negative integers")
         offset, count = int(args[3]), int(args[4])
         if count > MAX_CHUNK:
             raise Refused("ERR", f"count {count} is over the chunk limit of {MAX_CHUNK} bytes")
-        return self._faulty(memoryview(data)[offset : offset + count])
+        if count == 0:
+            raise Refused("ERR", "count must be at least 1")
+        ident = (key, version, name)
+        while True:
+            stream = session.stream
+            if stream is None or not stream.serves(ident, offset, count):
+                if stream is not None:
+                    stream.close()
+                stream = session.stream = FileStream(self.pool, learning, ident, offset, count)
+            try:
+                data = await stream.take()
+            except InvalidInput:
+                raise Refused(
+                    "NOTFOUND", f"this hub has no file {name!r} in version {version} of {key!r}"
+                ) from None
+            if data is not None:  # None: the stream had given its thread back; start anew
+                return self._faulty(memoryview(data))
 
     def _faulty(self, chunk: memoryview) -> memoryview:
         """Test faults (``LEARNHUB_PEERS_FAULT``): die or lie partway through a transfer."""
@@ -328,45 +348,6 @@ class PeerProtocol:
                 out += [r["key"], r["version"], repr(r["metric"]), str(r["created_ns"])]
         # The last key read, so the next page starts after it even when all were filtered.
         return [rows[-1]["key"] if len(rows) == count else "", out]
-
-
-class ServedCache:
-    """Versions being served, loaded once for all the chunk requests of their transfers and
-    for the peers that fetch them at the same time (a new version offered to ten peers).
-    Bounded in bytes; the least recently used go first. Versions are immutable, so a cached
-    one is never stale."""
-
-    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str], Artifact] = OrderedDict()
-        self._loading: dict[tuple[str, str], asyncio.Future[Artifact | None]] = {}
-
-    async def get(self, key: str, version: str, load: Any) -> Artifact | None:
-        ident = (key, version)
-        if ident in self._items:
-            self._items.move_to_end(ident)
-            return self._items[ident]
-        if ident in self._loading:  # another connection is loading it: share that load
-            return await asyncio.shield(self._loading[ident])
-        future: asyncio.Future[Artifact | None] = asyncio.get_running_loop().create_future()
-        self._loading[ident] = future
-        try:
-            artifact = await asyncio.to_thread(load, key, version)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when no one waits
-            raise
-        finally:
-            self._loading.pop(ident, None)
-        future.set_result(artifact)
-        if artifact is not None:
-            self._items[ident] = artifact
-            while len(self._items) > 1 and self._size() > self.max_bytes:
-                self._items.popitem(last=False)
-        return artifact
-
-    def _size(self) -> int:
-        return sum(sum(map(len, a.files.values())) for a in self._items.values())
 
 
 def _announcement(session: Session, fields: list[str]) -> Announcement:

@@ -449,6 +449,14 @@ FROM artifact_files f JOIN blobs b ON b.hash = f.blob_hash
 WHERE f.key = %(key)s AND f.version = %(version)s
 ORDER BY f.name
 
+-- name: peers_file_part
+-- One part of one file of a version: substring of an uncompressed TOASTed value reads only
+-- the chunks it covers (SQLite reads its parts with incremental blob I/O instead).
+SELECT NULL::bigint AS blob_rowid, b.size,
+       substring(b.data FROM %(offset)s::int + 1 FOR %(count)s::int) AS data
+FROM artifact_files f JOIN blobs b ON b.hash = f.blob_hash
+WHERE f.key = %(key)s AND f.version = %(version)s AND f.name = %(name)s
+
 -- name: peers_digest
 -- Each key's best version, in key order after the given key: a page of this hub's digest.
 SELECT key, version, metric, created_ns

@@ -445,6 +445,13 @@ FROM artifact_files f JOIN blobs b ON b.hash = f.blob_hash
 WHERE f.key = :key AND f.version = :version
 ORDER BY f.name
 
+-- name: peers_file_part
+-- One file of a version, to serve in parts: on SQLite its blob's rowid, read with incremental
+-- blob I/O (Connection.blobopen) so that a part costs what it reads, not the whole file.
+SELECT b.rowid AS blob_rowid, b.size, NULL AS data
+FROM artifact_files f JOIN blobs b ON b.hash = f.blob_hash
+WHERE f.key = :key AND f.version = :version AND f.name = :name
+
 -- name: peers_digest
 -- Each key's best version, in key order after the given key: a page of this hub's digest.
 SELECT key, version, metric, created_ns
