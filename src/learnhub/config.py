@@ -20,6 +20,7 @@ from typing import Any, get_type_hints
 import platformdirs
 
 from learnhub.errors import ConfigError
+from learnhub.learning.policies import LearningConfig
 
 APP = "learnhub"
 
@@ -178,6 +179,16 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     sharing: SharingConfig = field(default_factory=SharingConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
+    peers: dict[str, Any] = field(default_factory=dict)
+    """The [peers] table, checked by learnhub.peers.config (its TOML key ``import`` is not a
+    field name, so the table is kept raw)."""
+
+    def __post_init__(self) -> None:
+        if self.peers:
+            from learnhub.peers.config import parse_peers_config
+
+            parse_peers_config(self.peers)  # a bad [peers] fails at load, naming the key
 
     @property
     def store_url(self) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import secrets
+import socket
 import sys
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -66,6 +69,8 @@ def run(hub: Hub, socket_path: Path, console: Console) -> None:
     )
     run_flow(hub, console)
     run_continuous(hub, console)
+    run_sharing(console)
+    run_peers(console)
     console.print("Next: [bold]learnhub serve[/bold], [bold]learnhub worker --app ...[/bold].")
 
 
@@ -115,3 +120,51 @@ def run_continuous(hub: Hub, console: Console) -> None:
     spec.loader.exec_module(example)
     console.print("[bold]continuous learning[/bold]: sensor readings arrive in rounds")
     example.run(hub, console)
+
+
+def run_sharing(console: Console) -> None:
+    """Three users share a bucket and an NFS folder (local folders stand in for them)."""
+    from learnhub.sharing.scenario import three_users
+
+    console.print("[bold]sharing[/bold]: three users, three stores, one bucket, one NFS folder")
+    quiet = logging.getLogger("learnhub.sharing")  # the outage is staged: the demo reports it
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory(prefix="learnhub-demo-sharing-") as root:
+            three_users(console, Path(root))
+    finally:
+        quiet.setLevel(level)
+
+
+def run_peers(console: Console) -> None:
+    """Two hubs on loopback: what one learned, the other finds on its first lookup."""
+    from learnhub.config import Config
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    secret = secrets.token_hex(32)  # the cluster's shared secret: never sent on the wire
+    console.print("[bold]peers[/bold]: hub A and hub B on loopback, B has A as its peer")
+    with tempfile.TemporaryDirectory(prefix="learnhub-demo-peers-") as root:
+        a_conf = Config(peers={"listen": f"127.0.0.1:{ports[0]}", "secret": secret})
+        b_conf = Config(
+            peers={
+                "listen": f"127.0.0.1:{ports[1]}",
+                "peers": [f"127.0.0.1:{ports[0]}"],
+                "secret": secret,
+            }
+        )
+        with (
+            learnhub.open(f"sqlite:///{root}/a.db", config=a_conf) as a,
+            learnhub.open(f"sqlite:///{root}/b.db", config=b_conf) as b,
+        ):
+            a.start_peers()
+            b.start_peers()
+            version = a.learning.store("asc/solver", {"solver.net": b"\x05" * 4096}, 0.12)
+            console.print(f"A: STORE asc/solver metric=0.12 → {version[:12]}")
+            found = b.learning.lookup("asc/solver")
+            where = "nowhere" if found is None else f"{found.version[:12]} from node {found.origin}"
+            console.print(f"B: LOOKUP asc/solver (never seen here) → {where}")

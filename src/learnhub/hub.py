@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -29,6 +29,9 @@ from learnhub.learning import Learning
 from learnhub.sharing import Examples, Sharing
 from learnhub.store import Store, open_store
 
+if TYPE_CHECKING:
+    from learnhub.peers import PeersConfig, PeerService
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 PRUNE_TASK = "learnhub.prune"
@@ -44,7 +47,7 @@ class Hub:
         self.store = store
         self.config = config
         self.node_id = _node_id(store)
-        self.learning = Learning(store, self.node_id)
+        self.learning = Learning(store, self.node_id, config.learning)
         self.jobs = Jobs(store, poll_interval=config.jobs.poll_seconds)
         self.jobs.register(TaskDef(PRUNE_TASK, _prune, queue=BUILTIN_QUEUE, max_attempts=1))
         self.ai = AI(store, self.jobs, BUILTIN_QUEUE)
@@ -58,6 +61,7 @@ class Hub:
             store, self.jobs, self.embed, sharing.model, backup=sharing.backup is not None
         )
         self.sharing = Sharing(store, self.jobs, self.embed, self.learning, self.examples, sharing)
+        self.peers: PeerService | None = None  # once start_peers() ran
 
     def task(
         self,
@@ -133,7 +137,24 @@ class Hub:
         priority order then holds only beyond them)."""
         run_worker(self.worker(queues, concurrency, burst, prefetch))
 
+    def start_peers(self, config: PeersConfig | None = None) -> PeerService:
+        """Start the peer link ([peers], or ``config``): lookup misses ask peers, new
+        versions are offered to the peers that want them."""
+        from learnhub.peers import PeerService, parse_peers_config
+
+        if self.peers is None:
+            service = PeerService(self, config or parse_peers_config(self.config.peers)).start()
+            self.learning.elsewhere.add(service.source)
+            self.peers = service
+        return self.peers
+
     def close(self) -> None:
+        if self.peers is not None:
+            self.learning.elsewhere.remove(self.peers.source)
+            self.peers.stop()
+            self.peers = None
+        self.learning.close()
+        self.embed.close()
         self.ai.close()
         self.store.close()
 

@@ -287,6 +287,12 @@ def with_overrides(base: LearningConfig, flags: dict[str, Any]) -> LearningConfi
     metavar="DURATION",
     help='How long a miss may wait for the upstream, e.g. "500ms" [default: 500ms].',
 )
+@click.option(
+    "--peers/--no-peers",
+    "with_peers",
+    default=None,
+    help="Run the peer link to other hubs [default: on when [peers] is configured].",
+)
 def serve(
     db: str | None,
     socket_path: str | None,
@@ -303,6 +309,7 @@ def serve(
     policies: tuple[str, ...],
     upstream: str | None,
     lookup_timeout: str | None,
+    with_peers: bool | None,
 ) -> None:
     """Run the hub daemon: the Redis protocol on a UNIX socket (mode 0600; a shared hub:
     --socket-mode 0660 --socket-group G), and optionally on TCP, with job workers in-process.
@@ -343,6 +350,8 @@ def serve(
                 args += [flag, value]
         for p in policies:
             args += ["--policy", p]
+        if with_peers is not None:
+            args.append("--peers" if with_peers else "--no-peers")
         env = dict(os.environ)
         if token:  # not on the command line, where ps shows it to everyone
             env["LEARNHUB_SERVER_TOKEN"] = token
@@ -357,6 +366,8 @@ def serve(
             # Without the app's tasks, running its jobs would only fail them: keep to our own.
             queues = None if config.jobs.app else [BUILTIN_QUEUE]
             worker = hub.worker(queues, workers) if workers else None
+            if with_peers or (with_peers is None and config.peers):
+                hub.start_peers()
             run_server(hub, sock, config.server.listen, config.server.token, worker, mode, gid)
     finally:
         pid.release()
