@@ -2,8 +2,9 @@
 
 A faiss inverted-file index (IVF): k-means centroids trained on a sample of the vectors, each
 vector filed under its nearest centroid, and a search that scores only the vectors of the
-:data:`PROBES` lists nearest to the query. It builds in seconds where a graph index (HNSW)
-takes minutes on two cores, and its recall is measured against exact search by
+:data:`PROBES` lists nearest to the query. It builds far faster than a graph index (100k
+vectors of 384 on this project's busy 2-core machine: 5 s against 77 s for usearch's HNSW;
+~90 s at 1M), and its recall is measured against exact search by
 ``benchmarks/bench_embed.py``. Its ids are the row numbers of the exact matrix it mirrors.
 """
 
