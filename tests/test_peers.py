@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import postgres_schema_url, wait_for
+from learnhub.errors import InvalidInput
 from learnhub.peers.table import PeerTable
 from peers_procs import SECRET, HubProc, RawPeer, open_store
 
@@ -412,6 +413,13 @@ def test_bad_input_on_the_link(tmp_path: Path, hubs) -> None:
         "ERR count"
     )
     assert raw.call("PEER.FETCH", "asc/b", version, "no.such", "0", "10").startswith("NOTFOUND")
+    assert raw.call("PEER.FETCH", "asc/b", version, "prog.net", "0", "0").startswith("ERR count")
+    # Parts in any order (each out-of-order one starts a new read of the file); past the end.
+    data = FILES["prog.net"]
+    assert raw.call("PEER.FETCH", "asc/b", version, "prog.net", "3", "4") == data[3:7]
+    assert raw.call("PEER.FETCH", "asc/b", version, "prog.net", "7", "4") == data[7:11]
+    assert raw.call("PEER.FETCH", "asc/b", version, "prog.net", "0", "3") == data[:3]
+    assert raw.call("PEER.FETCH", "asc/b", version, "prog.net", str(len(data)), "9") == b""
     # Huge announcements: refused whole, nothing recorded.
     entry = ["asc/z", "a" * 32, "0.1", "1"]
     reply = raw.call("PEER.HAVE", *(entry * 1001))
@@ -437,3 +445,19 @@ def test_bad_input_on_the_link(tmp_path: Path, hubs) -> None:
     raw.close()
     with a.client() as ca:  # and the hub serves on
         assert ca.lookup("asc/b").version == version
+
+
+def test_a_file_is_read_from_the_store_in_parts(hub) -> None:
+    data = bytes(range(256)) * 1000
+    version = hub.learning.store("asc/parts", {"big": data, "small": b"s"}, 0.1)
+    parts = list(hub.learning.iter_file("asc/parts", version, "big", 4096))
+    assert [len(p) for p in parts[:-1]] == [4096] * (len(parts) - 1)
+    assert b"".join(parts) == data
+    assert b"".join(hub.learning.iter_file("asc/parts", version, "big", 1000, 777)) == data[777:]
+    assert list(hub.learning.iter_file("asc/parts", version, "big", 10, len(data) + 1)) == []
+    assert hub.learning.info("asc/parts", version).sizes == {"big": len(data), "small": 1}
+    assert hub.learning.info("asc/parts", "0" * 32) is None
+    with pytest.raises(InvalidInput, match="has no file 'nope'"):
+        list(hub.learning.iter_file("asc/parts", version, "nope", 10))
+    with pytest.raises(InvalidInput, match="part 0 must be positive"):
+        list(hub.learning.iter_file("asc/parts", version, "big", 0))

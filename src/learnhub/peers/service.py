@@ -204,6 +204,8 @@ class PeerService:
             await asyncio.wait(self._tasks, timeout=5)
         if self.dht is not None:
             self.dht.stop()
+        # The sessions closed their streams (served files read ahead): their threads end.
+        self._protocol.pool.shutdown(wait=False, cancel_futures=True)
         for link in self._links.values():
             link.conn.close()
 
