@@ -32,7 +32,7 @@ def dht_hubs(sock_dir: Path, tmp_path: Path) -> Iterator[Callable[..., HubProc]]
             f"sqlite:///{tmp_path / (name + '.db')}",
             secret_file=secret,
             socket=sock_dir / f"{name}.sock",
-            lookup_timeout="3s",
+            lookup_timeout="10s",  # generous: the test is about finding, not speed
             extra=[*dht, "--dht-listen", "127.0.0.1:0"],
             **options,
         )
