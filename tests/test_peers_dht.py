@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,23 +45,48 @@ def dht_hubs(sock_dir: Path, tmp_path: Path) -> Iterator[Callable[..., HubProc]]
         hub.stop()
 
 
-def read_record(boot_port: int, key: str) -> Any:
-    """The DHT's record for ``key``, read by a DHT node of the test's own."""
-    from kademlia.network import Server
+class Reader:
+    """The test's own DHT node, alive for the whole test: one node that comes and goes per
+    read would leave the hubs' routing tables full of dead contacts, each costing a 5 s
+    timeout on later lookups."""
 
-    async def read() -> Any:
-        node = Server()
-        await node.listen(0, interface="127.0.0.1")
-        try:
-            await node.bootstrap([("127.0.0.1", boot_port)])
-            return await node.get(RECORD_PREFIX + key)
-        finally:
-            node.stop()
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.node: Any = None
+        self.boot: int | None = None
 
-    return asyncio.run(read())
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def read(self, boot_port: int, key: str) -> Any:
+        from kademlia.network import Server
+
+        if self.node is None:
+            self.node = Server()
+            self._run(self.node.listen(0, interface="127.0.0.1"))
+        if self.boot != boot_port:
+            self._run(self.node.bootstrap([("127.0.0.1", boot_port)]))
+            self.boot = boot_port
+        return self._run(self.node.get(RECORD_PREFIX + key))
+
+    def close(self) -> None:
+        if self.node is not None:
+            self.loop.call_soon_threadsafe(self.node.stop)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
 
 
-def test_dht_lookup_between_hubs_that_do_not_know_each_other(dht_hubs) -> None:
+@pytest.fixture
+def read_record() -> Iterator[Callable[[int, str], Any]]:
+    """``read_record(boot_port, key)``: the DHT's record for ``key``."""
+    reader = Reader()
+    yield reader.read
+    reader.close()
+
+
+def test_dht_lookup_between_hubs_that_do_not_know_each_other(dht_hubs, read_record) -> None:
     boot = dht_hubs("boot")
     a = dht_hubs("a", boot)
     b = dht_hubs("b", boot)
@@ -79,7 +105,9 @@ def test_dht_lookup_between_hubs_that_do_not_know_each_other(dht_hubs) -> None:
 
 
 @pytest.mark.slow
-def test_ten_hubs_in_the_dht_and_keys_learned_offline(dht_hubs, tmp_path: Path) -> None:
+def test_ten_hubs_in_the_dht_and_keys_learned_offline(
+    dht_hubs, read_record, tmp_path: Path
+) -> None:
     boot = dht_hubs("boot")
     # Learned while offline: in the store before the hub joins.
     with open_store(f"sqlite:///{tmp_path / 'offline.db'}") as hub:
