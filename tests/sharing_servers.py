@@ -7,6 +7,7 @@ Each runs as a real process (or a real socket) on a free loopback port; ``stop()
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -21,6 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+import learnhub
+from learnhub.sharing.examples import BACKUP_TASK
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 60.0
@@ -267,3 +271,21 @@ def hanging() -> Iterator[HangingServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def worker(hub: learnhub.Hub) -> Iterator[None]:
+    """A worker of ``hub`` running in a thread while the block runs."""
+    w = hub.worker(concurrency=2)
+    t = threading.Thread(target=w.run, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        w.stop()
+        t.join(60)
+
+
+def backup_jobs(hub: learnhub.Hub) -> list:
+    """The hub's backup jobs, any state."""
+    return [j for j in hub.jobs.list(limit=1000) if j.task == BACKUP_TASK]

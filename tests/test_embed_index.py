@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 import learnhub
+from conftest import wait_for
 from learnhub.embed import HashingEmbedder, ann, register
 from learnhub.errors import InvalidInput
 
@@ -131,13 +130,6 @@ def test_approximate_index_follows_writes_and_deletes(hub: learnhub.Hub) -> None
     assert len(hub.embed._indexes[MODEL].ann) == hub.embed.count(MODEL)
 
 
-def wait_for(cond, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 @needs_faiss
 def test_above_the_threshold_the_index_builds_in_the_background(hub: learnhub.Hub) -> None:
     mat = clustered(4000)
@@ -156,7 +148,7 @@ def test_above_the_threshold_the_index_builds_in_the_background(hub: learnhub.Hu
     hub.embed.put_vectors({"late": mat[1]}, MODEL)
     hub.embed.delete(refs[2], MODEL)
     hub.embed.search(mat[0], model=MODEL)  # applies the writes to the matrix
-    wait_for(lambda: index.ann is not None, "the approximate index")
+    wait_for(lambda: index.ann is not None, timeout=60, what="the approximate index")
     assert not index.building
     top = {r for r, _ in hub.embed.search(mat[1], k=2, model=MODEL)}
     assert top == {"late", refs[1]}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,8 @@ import learnhub
 from conftest import postgres_schema_url, wait_for
 from learnhub.config import Config, SharingConfig
 from learnhub.errors import ConfigError, InvalidInput
-from learnhub.sharing.examples import BACKUP_TASK, SUFFIX
+from learnhub.sharing.examples import SUFFIX
+from sharing_servers import backup_jobs, worker
 
 MODEL = "hashing"
 
@@ -57,22 +57,6 @@ def make_hub(store_url: str, tmp_path: Path, request: pytest.FixtureRequest):
     for gen in extra:
         with contextlib.suppress(StopIteration):
             next(gen)
-
-
-@contextlib.contextmanager
-def worker(hub: learnhub.Hub) -> Iterator[None]:
-    w = hub.worker(concurrency=2)
-    t = threading.Thread(target=w.run, daemon=True)
-    t.start()
-    try:
-        yield
-    finally:
-        w.stop()
-        t.join(30)
-
-
-def backup_jobs(hub: learnhub.Hub) -> list:
-    return [j for j in hub.jobs.list(limit=1000) if j.task == BACKUP_TASK]
 
 
 def ids(examples) -> set[str]:

@@ -5,10 +5,8 @@ restarted, and everything converges with nothing lost. The three-users scenario:
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,8 @@ import learnhub
 import sharing_servers
 from conftest import wait_for
 from learnhub.config import Config, SharingConfig
-from learnhub.sharing.examples import BACKUP_TASK, SUFFIX
+from learnhub.sharing.examples import SUFFIX
+from sharing_servers import backup_jobs, worker
 
 MODEL = "hashing"
 BUCKET = "team-bucket"
@@ -32,22 +31,6 @@ def open_hub(url: str, **kw) -> learnhub.Hub:
     kw.setdefault("model", MODEL)
     kw.setdefault("timeout", 5)
     return learnhub.open(url, config=Config(sharing=SharingConfig(**kw)))
-
-
-@contextlib.contextmanager
-def worker(hub: learnhub.Hub) -> Iterator[None]:
-    w = hub.worker(concurrency=2)
-    t = threading.Thread(target=w.run, daemon=True)
-    t.start()
-    try:
-        yield
-    finally:
-        w.stop()
-        t.join(60)
-
-
-def backup_jobs(hub: learnhub.Hub) -> list:
-    return [j for j in hub.jobs.list(limit=1000) if j.task == BACKUP_TASK]
 
 
 def test_s3_backup_and_load(moto, store_url: str, tmp_path: Path) -> None:
