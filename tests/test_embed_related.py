@@ -29,6 +29,12 @@ from learnhub.errors import InvalidInput
 DATA = Path(__file__).parent / "data"
 CORPUS = [json.loads(line) for line in (DATA / "retro_discussions.jsonl").open()]
 PAIRS = json.loads((DATA / "retro_related_pairs.json").read_text())["pairs"]
+# Every discussion of the same problem, labelled blind by reading the whole corpus.
+RELATIVES = {
+    ref: set(group["refs"]) - {ref}
+    for group in json.loads((DATA / "retro_related_groups.json").read_text())["groups"]
+    for ref in group["refs"]
+}
 
 
 def meeting(n: int) -> dict[str, str]:
@@ -212,11 +218,13 @@ def test_bad_input_is_rejected(hub: learnhub.Hub) -> None:
 
 @pytest.mark.skipif(not minilm_installed(), reason="the embed extra (minilm) is not installed")
 def test_minilm_finds_labelled_relatives_in_the_top_3(tmp_path: Path) -> None:
-    """The labelled pairs were written blind (before any model ran): two discussions of one
-    problem in different meetings. A discussion often has several relatives in the corpus, so
-    "the labelled one in the top 3" is strict; when written, 30 of the 44 directed pairs held
-    (the same as ranking every discussion by its header-less vector: the two-stage flow loses
-    none), and most misses had other discussions of the same problem above them."""
+    """Two sets of labels, both written blind (before any model ran or by someone who saw no
+    ranking): 22 pairs, two discussions of one problem in different meetings, and the problem
+    groups of the whole corpus (retro_related_groups.json). A discussion often has several
+    relatives, so "the labelled one in the top 3" is strict; "a relative in the top 3" is what
+    a reader of the related list sees. When written: 30 of the 44 directed pairs held, and 35
+    of the 44 pair members had a relative in their top 3 (the same as ranking the whole corpus
+    by header-less vectors: the two-stage flow loses none); minilm's own limit on these texts."""
     with learnhub.open(f"sqlite:///{tmp_path / 'hub.db'}") as hub:
         published = Published(hub)
         hub.embed.backlog(history(), model="minilm", rerank_template="strip_header")
@@ -232,13 +240,13 @@ def test_minilm_finds_labelled_relatives_in_the_top_3(tmp_path: Path) -> None:
                 burst(hub)
                 print(f"one related() flow, 6 items: {time.perf_counter() - t0:.2f}s")
         burst(hub)
-        misses = []
-        for a, b in PAIRS:
-            for x, y in ((a, b), (b, a)):
-                if y not in [r for r, _ in published.got[x]]:
-                    misses.append((x, y))
-        print(f"labelled pairs missed in the top 3: {len(misses)} of {2 * len(PAIRS)}", misses)
+        top3 = {x: {r for r, _ in got} for x, got in published.got.items()}
+        misses = [(x, y) for a, b in PAIRS for x, y in ((a, b), (b, a)) if y not in top3[x]]
+        alone = [x for a, b in PAIRS for x in (a, b) if not top3[x] & RELATIVES[x]]
+        print(f"labelled relative not in the top 3: {len(misses)} of {2 * len(PAIRS)}", misses)
+        print(f"no relative in the top 3: {len(alone)} of {2 * len(PAIRS)}", alone)
         assert len(misses) <= 14, misses
+        assert len(alone) <= 9, alone
         # each item got the best 3 of the whole corpus by header-less vectors (up to the
         # model's batch-to-batch noise: texts embedded in another batch differ by ~1e-3)
         refs = [d["ref"] for d in CORPUS]
