@@ -63,6 +63,22 @@ WATCH_LOOKBACK = 100
 BACKGROUND_FETCHES = 4
 
 
+# Files at least this large are received into huge pages (see receive_buffer).
+HUGE_PAGES_FROM = 4 * 1024 * 1024
+
+
+def receive_buffer(size: int) -> mmap.mmap:
+    """Memory for a file being received: a private anonymous map, zero without a pass of
+    memset over it, and in huge pages for a large file where the system has them: the first
+    touch of each 4 KiB page costs a fault, which made up a third of a 50 MB fetch's time
+    (20 ms of faults here; 3 ms in 2 MiB pages)."""
+    buf = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if size >= HUGE_PAGES_FROM and hasattr(mmap, "MADV_HUGEPAGE"):
+        with contextlib.suppress(OSError):  # not a failure: the pages are just smaller
+            buf.madvise(mmap.MADV_HUGEPAGE)
+    return buf
+
+
 class Link:
     """An authenticated outbound connection to a peer."""
 
@@ -306,8 +322,7 @@ class PeerService:
             conn.close()
             raise
         self._node_addr[node] = addr
-        await asyncio.to_thread(self.table.learn, addr, node, "learned")
-        await asyncio.to_thread(self.table.seen, addr, node)
+        await asyncio.to_thread(self.table.connected, addr, node, True)
         return Link(addr, conn, node)
 
     async def link(self, addr: str, timeout: float | None = None) -> Link:
@@ -328,7 +343,7 @@ class PeerService:
     async def peer_connected(self, node: str, addr: str) -> None:
         self._node_addr[node] = addr
         if not addr.endswith(":0"):
-            await asyncio.to_thread(self.table.learn, addr, node, "learned")
+            await asyncio.to_thread(self.table.connected, addr, node, False)
 
     def address_of(self, node: str) -> str | None:
         if node in self._node_addr:
@@ -505,9 +520,7 @@ class PeerService:
         """
         chunk = self.config.chunk_size
         offsets = list(range(0, size, chunk))
-        # Filled in place (the hash thread reads slices of it). An anonymous map, not a
-        # bytearray: its pages are zero without a pass of memset over 50 MB before receiving.
-        data = mmap.mmap(-1, max(size, 1))
+        data = receive_buffer(size)  # filled in place; the hash thread reads slices of it
         view = memoryview(data)[:size]
         hasher = hashlib.sha256()
         hashing = ThreadPoolExecutor(1, thread_name_prefix="learnhub-peer-hash")

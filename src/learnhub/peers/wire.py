@@ -17,6 +17,10 @@ from learnhub.server.resp import ErrorReply, ProtocolError, RequestParser, encod
 __all__ = ["Conn", "PeerError", "ReplyParser", "RequestParser", "encode_command"]
 
 READ_SIZE = 1024 * 1024
+# What ``receive_into`` reads while it waits for a chunk's header or trailer: little, so that
+# the chunk's bytes that follow stay in the kernel and go straight into the caller's buffer
+# (a 1 MiB read there took most of the next chunk through the parser's buffer, three copies).
+LINE_READ_SIZE = 4096
 # A reply larger than this is garbage (the largest real one is a chunk, at most 8 MiB).
 MAX_REPLY_BULK = 64 * 1024 * 1024
 MAX_REPLY_ITEMS = 1_000_000
@@ -64,7 +68,8 @@ class ReplyParser:
     def take_into(self, view: memoryview) -> int:
         """Copy buffered bytes into ``view`` (as many as fit) and consume them."""
         n = min(len(view), len(self._buf) - self._pos)
-        view[:n] = self._buf[self._pos : self._pos + n]
+        with memoryview(self._buf) as buf:  # released before the buffer may resize
+            view[:n] = buf[self._pos : self._pos + n]
         self._pos += n
         return n
 
@@ -193,7 +198,7 @@ class Conn:
         path, which skips the parser's buffer (the kernel copies into ``view`` directly)."""
         try:
             while (line := self._parser.take_line()) is None:
-                await self._fill()
+                await self._fill(LINE_READ_SIZE)
             if line.startswith(b"-"):
                 raise error_of(ErrorReply(line[1:].decode(errors="replace")))
             if not line.startswith(b"$") or not line[1:].isdigit():
@@ -208,7 +213,7 @@ class Conn:
                     raise ProtocolError("the peer closed the connection")
                 got += k
             while (end := self._parser.take_line()) is None:
-                await self._fill()
+                await self._fill(LINE_READ_SIZE)
             if end:
                 raise ProtocolError("bulk reply not followed by CRLF")
             return n
@@ -216,8 +221,8 @@ class Conn:
             self.close()
             raise PeerError(f"link to peer failed: {exc!r}", "LINK") from exc
 
-    async def _fill(self) -> None:
-        data = await self.loop.sock_recv(self.sock, READ_SIZE)
+    async def _fill(self, size: int = READ_SIZE) -> None:
+        data = await self.loop.sock_recv(self.sock, size)
         if not data:
             raise ProtocolError("the peer closed the connection")
         self._parser.feed(data)
