@@ -313,10 +313,15 @@ class Embeddings:
         return len(rows)
 
     def _write(self, embedder: Embedder, rows: list[tuple[str, str, np.ndarray]]) -> None:
-        """Store ``(ref, hash, vector)`` rows in one transaction, stamped in commit order."""
+        """Store ``(ref, hash, vector)`` rows in one transaction, stamped in commit order.
+
+        Unsynced, as tensors are: a kill -9 loses nothing, a power cut at most the last
+        vectors, which are derived data (a later put recomputes them; a later synced commit,
+        such as the embed job's completion, makes them durable with it, the log being in
+        order)."""
         if not rows:
             return
-        with self.store.transaction() as tx:
+        with self.store.transaction(synced=False) as tx:
             tx.one("embed_lock")
             newest = tx.one("embed_max_ns", model=embedder.name)
             now = max(time.time_ns(), int((newest or {}).get("ns") or 0) + 1)
