@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -339,7 +340,12 @@ class RawSender:
 def bench_transfer(tmp: Path, size: int, rounds: int) -> dict[str, Any]:
     """Each round stores a new version on hub a, then, interleaved so that all see the same
     load: the raw socket copy, hub b's first fetch of the version, the scp-like file copy, a
-    second fetch of it, and a lookup on b that fetches and stores it (a miss asked of a)."""
+    second fetch of it, and a lookup on b that fetches and stores it (a miss asked of a).
+
+    Each timed step starts with nothing left for the disk to write (``os.sync()``, untimed):
+    storing 50 MB, the file copy and the lookup leave up to 100 MB of dirty pages, whose
+    writeback would otherwise land on whichever step comes next. A first round, the same
+    but not counted, warms the processes up."""
     a = Worker("xfer_a", tmp, 1)
     b = Worker("xfer_b", tmp, 1, peers=[f"127.0.0.1:{a.ports[0]}"])
     source = tmp / "xfer_source"
@@ -350,20 +356,34 @@ def bench_transfer(tmp: Path, size: int, rounds: int) -> dict[str, Any]:
         addr = f"127.0.0.1:{a.ports[0]}"
         runs: dict[str, list[float]] = {k: [] for k in
                                         ("raw", "file", "first", "again", "lookup")}  # fmt: skip
-        for r in range(rounds):
-            version = a.ask("store", 0, f"big{r}", size, 0.1)
-            runs["raw"].append(sender.memory_copy(size))
-            took, got = b.ask("fetch", 0, addr, node, f"big{r}", version).split()
+
+        def timed(name: str, record: bool, step: Callable[[], float]) -> None:
+            os.sync()
+            took = step()
+            if record:
+                runs[name].append(took)
+
+        def fetch(key: str, version: str) -> float:
+            took, got = b.ask("fetch", 0, addr, node, key, version).split()
             assert int(got) == size
-            runs["first"].append(float(took))
-            runs["file"].append(sender.file_copy(size, tmp / "xfer_dest"))
-            took, got = b.ask("fetch", 0, addr, node, f"big{r}", version).split()
-            runs["again"].append(float(took))
-            took, found = b.ask("lookup", 0, f"big{r}").split()
-            assert found == "1", f"big{r} not found via the peer"
-            runs["lookup"].append(float(took))
-            progress(f"  round {r + 1}/{rounds}: " + ", ".join(
-                f"{k} {size / 1e6 / v[-1]:.0f} MB/s" for k, v in runs.items()))  # fmt: skip
+            return float(took)
+
+        def lookup(key: str) -> float:
+            took, found = b.ask("lookup", 0, key).split()
+            assert found == "1", f"{key} not found via the peer"
+            return float(took)
+
+        for r in range(rounds + 1):
+            record, key = r > 0, f"big{r}"
+            version = a.ask("store", 0, key, size, 0.1)
+            timed("raw", record, lambda: sender.memory_copy(size))
+            timed("first", record, lambda k=key, v=version: fetch(k, v))
+            timed("file", record, lambda: sender.file_copy(size, tmp / "xfer_dest"))
+            timed("again", record, lambda k=key, v=version: fetch(k, v))
+            timed("lookup", record, lambda k=key: lookup(k))
+            if record:
+                progress(f"  round {r}/{rounds}: " + ", ".join(
+                    f"{k} {size / 1e6 / v[-1]:.0f} MB/s" for k, v in runs.items()))  # fmt: skip
         mb = size / 1e6
         med = {k: statistics.median(v) for k, v in runs.items()}
 

@@ -53,6 +53,16 @@ class Artifact(ArtifactVersion):
 
 
 @dataclass(frozen=True)
+class VerifiedArtifact(Artifact):
+    """An artifact whose files' sha256 digests (``hashes``) were computed from the very bytes
+    it holds, and its version checked against them (``content_version``), by whoever made it
+    (a peer fetch hashes the chunks as they arrive): ``Learning.adopt`` stores it without
+    hashing 50 MB again. Its files may be any bytes-like objects (stored without a copy)."""
+
+    hashes: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
 class Combination:
     """A store that found its key moved on since its base, and what the policy made of it."""
 
@@ -157,7 +167,23 @@ class Learning:
         written only if the key has not moved again meanwhile (else it merges again).
         """
         _check_key(key)
-        files = _checked_files(files)
+        return self._put(
+            key, _checked_files(files), metric, attrs, base, origin=origin, hashes=None
+        )
+
+    def _put(
+        self,
+        key: str,
+        files: dict[str, bytes],
+        metric: float,
+        attrs: Mapping[str, AttrValue] | None,
+        base: str | None,
+        *,
+        origin: str | None,
+        hashes: Mapping[str, str] | None,
+    ) -> Stored:
+        """``put`` of checked files; ``hashes``: their sha256 digests if already known."""
+        _check_key(key)
         metric = _checked_metric(metric)
         attrs = _checked_attrs(attrs)
         rule = self.policies.rule_for(key)
@@ -167,7 +193,10 @@ class Learning:
                 f"function: call hub.learning.register_merge({rule.pattern!r}, fn) or name one "
                 'in config as "merge:package.module:function"; nothing was stored'
             )
-        hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+        if hashes is None:
+            hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+        else:
+            hashes = {name: hashes[name] for name in files}
         version = content_version(hashes, attrs)
         with self._store.transaction() as tx:
             tx.execute("lock_learning_key", key=key)
@@ -380,31 +409,45 @@ class Learning:
         if local or not self.elsewhere.sources:
             return None
         wanted = {name: attr_text(value) for name, value in (where or {}).items()}
-        fetched = self.elsewhere.ask(key, wanted, self._adopt)
+        fetched = self.elsewhere.ask(key, wanted, self.adopt)
         if fetched is None:
             return None
-        # What the store holds now (the fetched version, or what a policy made of it).
-        return self.lookup(key, where, local=True)
+        # What the store holds now (the fetched version, or what a policy made of it); when
+        # that is the fetched version, verified, its bytes are at hand: not read back.
+        if not isinstance(fetched, VerifiedArtifact):
+            return self.lookup(key, where, local=True)
+        with self._store.transaction(readonly=True) as tx:
+            found = self._find(tx, key, where)
+        if found is None or found.version != fetched.version:
+            return self.lookup(key, where, local=True)
+        return Artifact(**vars(found), files={n: bytes(d) for n, d in fetched.files.items()})
 
-    def _adopt(self, artifact: Artifact) -> None:
-        """Store a version found elsewhere, under its origin (once: a source that stored
-        what it fetched itself, as the peers do, leaves nothing to do)."""
+    def adopt(self, artifact: Artifact) -> None:
+        """Store a version found elsewhere (an upstream hub, a peer) under its origin, once:
+        a version already here is left as it is. A ``VerifiedArtifact`` is not hashed again
+        (nor copied). Bad content is logged and not stored, never raised."""
         try:
-            files, attrs = _checked_files(artifact.files), _checked_attrs(artifact.attrs)
-            hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-            with self._store.transaction(readonly=True) as tx:
+            if isinstance(artifact, VerifiedArtifact):
+                files = _checked_files(artifact.files, copy=False)
+                hashes: dict[str, str] | None = artifact.hashes
+                version = artifact.version
+                if set(hashes) != set(files):
+                    raise InvalidInput("a verified artifact needs the hash of each of its files")
+            else:
+                files, attrs = _checked_files(artifact.files), _checked_attrs(artifact.attrs)
+                hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
                 version = content_version(hashes, attrs)
+            with self._store.transaction(readonly=True) as tx:
                 if tx.one("artifact_version", key=artifact.key, version=version) is not None:
                     return
-            self.put(
-                artifact.key,
-                artifact.files,
-                artifact.metric,
-                artifact.attrs,
-                origin=artifact.origin,
-            )
+            self._put(
+                artifact.key, files, artifact.metric, artifact.attrs, None,
+                origin=artifact.origin, hashes=hashes,
+            )  # fmt: skip
         except InvalidInput as exc:
             log.warning("a version of %r found elsewhere was not stored: %s", artifact.key, exc)
+
+    _adopt = adopt
 
     def best(self, key: str, where: Mapping[str, Any] | None = None) -> ArtifactVersion | None:
         """The current version of ``key`` (as ``lookup`` with ``local``), without its files.
@@ -589,7 +632,9 @@ def _check_key(key: str) -> None:
         raise InvalidInput(f"key {key!r} contains control characters")
 
 
-def _checked_files(files: Mapping[str, bytes]) -> dict[str, bytes]:
+def _checked_files(files: Mapping[str, bytes], copy: bool = True) -> dict[str, bytes]:
+    """The files, checked; each a bytes object (a copy of a mutable buffer), or as given
+    without ``copy``: the caller vouches its buffers do not change until stored."""
     if not files:
         raise InvalidInput("an artifact needs at least one file; nothing was stored")
     checked = {}
@@ -603,7 +648,7 @@ def _checked_files(files: Mapping[str, bytes]) -> dict[str, bytes]:
             )
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInput(f"file {name!r} must be bytes, not {type(data).__name__}")
-        checked[name] = bytes(data)
+        checked[name] = bytes(data) if copy else data
     return checked
 
 

@@ -33,8 +33,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from learnhub.errors import InvalidInput, ServerError
-from learnhub.learning.artifacts import Artifact, content_version
+from learnhub.errors import ServerError
+from learnhub.learning.artifacts import Artifact, VerifiedArtifact, content_version
 from learnhub.peers.config import PeersConfig, address, parse_trust
 from learnhub.peers.identity import (
     PROTOCOL,
@@ -161,6 +161,9 @@ class PeerService:
             try:
                 loop.run_until_complete(self._stopping.wait())  # type: ignore[union-attr]
                 loop.run_until_complete(self._shutdown())
+                # Work handed to threads (store reads and writes) ends before stop() returns,
+                # so the hub's store is not closed under it.
+                loop.run_until_complete(loop.shutdown_default_executor())
             finally:
                 loop.close()
 
@@ -418,7 +421,7 @@ class PeerService:
                 # then to answers that came in meanwhile.
                 for _, _, version, addr, node in sorted(offers):
                     try:
-                        return await self._fetch(addr, node, key, version)
+                        return await self._fetch_and_keep(addr, node, key, version)
                     except PeerError as exc:
                         log.warning(
                             "fetching %r %s from %s failed: %s", key, version[:12], addr, exc
@@ -450,6 +453,21 @@ class PeerService:
         return answers, pending
 
     # --- fetching -------------------------------------------------------------------------
+
+    async def _fetch_and_keep(self, addr: str, node: str, key: str, version: str) -> Artifact:
+        """A lookup's fetch, stored before it returns: the lookup's own adoption of it then
+        finds it stored, and an announcement of the same version heard meanwhile does not
+        start a second transfer of it (see ``fetch_and_store``)."""
+        mine = (key, version) not in self._fetching
+        if mine:
+            self._fetching.add((key, version))
+        try:
+            artifact = await self._fetch(addr, node, key, version)
+            await asyncio.to_thread(self._store, artifact)
+            return artifact
+        finally:
+            if mine:
+                self._fetching.discard((key, version))
 
     async def _fetch(self, addr: str, node: str, key: str, version: str) -> Artifact:
         """Fetch and verify one version over a connection of its own; raises PeerError."""
@@ -498,7 +516,7 @@ class PeerService:
                 "MISMATCH",
             )
         self.stats["fetched"] += 1
-        return Artifact(
+        return VerifiedArtifact(
             key=key,
             version=version,
             metric=float(metric),
@@ -508,6 +526,7 @@ class PeerService:
             base=None,
             sizes={n: len(d) for n, d in files.items()},
             files=files,
+            hashes=hashes,
         )
 
     async def _receive_file(
@@ -580,19 +599,14 @@ class PeerService:
         return None
 
     def _store(self, artifact: Artifact) -> None:
-        try:
-            self.hub.learning.put(
-                artifact.key, artifact.files, artifact.metric, artifact.attrs,
-                origin=artifact.origin,
-            )  # fmt: skip
-        except InvalidInput as exc:
-            log.warning("a version of %r from a peer was not stored: %s", artifact.key, exc)
+        # Verified as it arrived: stored without hashing it again (logs what it refuses).
+        self.hub.learning.adopt(artifact)
 
     # --- announcements, offers, digests ---------------------------------------------------
 
     def _worth(self, key: str, version: str, metric: float, interested: bool) -> bool:
         """Whether a peer's version of ``key`` is worth fetching (runs in a thread)."""
-        if self.hub.learning.get(key, version) is not None:
+        if self.hub.learning.info(key, version) is not None:  # not get: no files loaded
             return False
         mine = self.hub.learning.best(key)
         if mine is None:
@@ -628,7 +642,7 @@ class PeerService:
     async def offered(self, entry: Announcement, origin: str) -> str:
         """A peer offers a version of a key this hub asked for."""
         await asyncio.to_thread(self.table.announce, [entry])
-        if await asyncio.to_thread(self.hub.learning.get, entry.key, entry.version):
+        if await asyncio.to_thread(self.hub.learning.info, entry.key, entry.version):
             return "HAVE"
         worth = await asyncio.to_thread(self._worth, entry.key, entry.version, entry.metric, True)
         if not worth or entry.address is None:
