@@ -1,0 +1,3 @@
+-- Nothing to do on SQLite (the PostgreSQL migration of this number stores blobs
+-- uncompressed): SQLite never compresses a blob, and a part of one is read with incremental
+-- blob I/O. Kept so that both dialects have the same numbered migrations.
