@@ -35,6 +35,7 @@ class HubProc:
         listen: str = "127.0.0.1:0",
         extra: list[str] = (),
         prefix: list[str] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.store = store
         self.socket = socket
@@ -59,7 +60,7 @@ class HubProc:
         if lookup_timeout:
             cmd += ["--lookup-timeout", lookup_timeout]
         cmd += list(extra)
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         if fault:
             env["LEARNHUB_PEERS_FAULT"] = fault
         self.proc = subprocess.Popen(

@@ -83,3 +83,27 @@ def test_asc_like_example_second_run_starts_from_the_first() -> None:
     first, second = result.stdout.splitlines()[:2]
     assert "started from scratch" in first
     assert "started from a previous run" in second
+
+
+def test_lookup_timeout_keeps_the_configured_learning_policies(tmp_path: Path) -> None:
+    """``python -m learnhub.peers --lookup-timeout`` changes the budget, not the policies."""
+    from peers_procs import HubProc
+
+    config = tmp_path / "learnhub.toml"
+    config.write_text('[learning.policies]\n"asc/*" = "newest"\n')
+    sock = tmp_path / "h.sock"
+    hub = HubProc(
+        f"sqlite:///{tmp_path / 'hub.db'}", socket=sock, lookup_timeout="2s",
+        env={"LEARNHUB_CONFIG": str(config)},
+    )  # fmt: skip
+    try:
+        hub.wait_ready()
+        import learnhub
+
+        with learnhub.connect(socket=sock) as client:
+            client.store("asc/p", {"f": b"first"}, 0.1)
+            client.store("asc/p", {"f": b"second"}, 0.9)
+            # "newest": the later store wins though its metric is worse ("best" keeps 0.1).
+            assert client.lookup("asc/p", local=True).files == {"f": b"second"}
+    finally:
+        hub.stop()

@@ -19,10 +19,10 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import replace
 
 import learnhub
 from learnhub.errors import LearnhubError
-from learnhub.learning.policies import LearningConfig
 from learnhub.peers.config import parse_peers_config
 from learnhub.peers.service import PeerService
 
@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with hub:
-        if args.lookup_timeout:
-            hub.learning.configure(LearningConfig(lookup_timeout=args.lookup_timeout))
+        if args.lookup_timeout:  # on top of the configured [learning], not instead of it
+            current = hub.learning.policies.config
+            hub.learning.configure(replace(current, lookup_timeout=args.lookup_timeout))
         try:
             service = PeerService(hub, config, fault=os.environ.get("LEARNHUB_PEERS_FAULT"))
             service.start()
