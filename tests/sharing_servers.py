@@ -1,5 +1,6 @@
 """Real storage servers for the sharing tests: moto_server (S3), gcp-storage-emulator (GCS),
-and a loopback socket that accepts connections and never answers (a hanging source).
+Azurite (Azure Blob, from npm: tests/azurite/), and a loopback socket that accepts
+connections and never answers (a hanging source).
 
 Each runs as a real process (or a real socket) on a free loopback port; ``stop()`` and
 ``start()`` again on the same port let a test take a server away mid-poll and bring it back.
@@ -8,6 +9,7 @@ Each runs as a real process (or a real socket) on a free loopback port; ``stop()
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import socket
@@ -28,6 +30,8 @@ from learnhub.sharing.examples import BACKUP_TASK
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 60.0
+AZURITE_DIR = Path(__file__).parent / "azurite"
+NPM_TIMEOUT = 600.0
 
 
 def free_port() -> int:
@@ -69,6 +73,7 @@ class ServerProcess:
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.log = None
+        self.cwd: str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -88,7 +93,7 @@ class ServerProcess:
         # pipe would block the server after a few hundred requests).
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
-            self.argv(), stdout=subprocess.DEVNULL, stderr=self.log, env=self.env()
+            self.argv(), stdout=subprocess.DEVNULL, stderr=self.log, env=self.env(), cwd=self.cwd
         )
 
         def up() -> bool:
@@ -206,6 +211,80 @@ class GcsEmulator(ServerProcess):
         fs.mkdir(name)
 
 
+class Azurite(ServerProcess):
+    """Azurite's Blob service (the Azure Storage emulator), in memory, with its well-known
+    development account."""
+
+    name = "azurite-blob"
+    account = "devstoreaccount1"
+    # Azurite's published development key (the same in every Azurite): not a secret.
+    key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+    def argv(self) -> list[str]:
+        return [
+            shutil.which("node") or "node",
+            str(AZURITE_DIR / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.port),
+            "--inMemoryPersistence",
+            "--loose",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+        ]
+
+    def ready(self) -> bool:
+        return _answers(f"{self.endpoint}/{self.account}?comp=list")
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account};AccountKey={self.key};"
+            f"BlobEndpoint={self.endpoint}/{self.account};"
+        )
+
+    def options(self) -> dict:
+        """adlfs storage options that point at this server."""
+        return {"connection_string": self.connection_string}
+
+    def make_container(self, name: str) -> None:
+        import adlfs
+
+        fs = adlfs.AzureBlobFileSystem(skip_instance_cache=True, **self.options())
+        fs.mkdir(name)
+
+    make_bucket = make_container
+
+
+def install_azurite() -> Path:
+    """``npm ci`` in tests/azurite/ when its node_modules is missing (the versions are pinned
+    by its package-lock.json); returns Azurite's blob entry point. Skips without npm."""
+    main = AZURITE_DIR / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if npm is None or node is None:
+        pytest.skip("the az:// tests need node and npm (Azurite, the Azure Storage emulator)")
+    # One installer at a time (parallel sessions, CI jobs sharing a checkout).
+    lock_path = Path(tempfile.gettempdir()) / f"learnhub-azurite-{os.getuid()}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not main.exists():
+            run = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=AZURITE_DIR,
+                capture_output=True,
+                text=True,
+                timeout=NPM_TIMEOUT,
+                check=False,
+            )
+            if run.returncode != 0 or not main.exists():
+                pytest.fail(
+                    f"npm ci in {AZURITE_DIR} failed (it needs the npm registry): "
+                    f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+                )
+    return main
+
+
 class HangingServer:
     """Accepts TCP connections on a loopback port and never answers: a source that hangs."""
 
@@ -262,6 +341,26 @@ def gcs() -> Iterator[GcsEmulator]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """One Azurite for the session (tests use containers of their own)."""
+    install_azurite()
+    server = Azurite()
+    server.cwd = str(tmp_path_factory.mktemp("azurite"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def azurite(azurite_session: Azurite) -> Azurite:
+    if not azurite_session.running:  # a test stopped it: bring it back (empty)
+        azurite_session.start()
+    return azurite_session
 
 
 @pytest.fixture

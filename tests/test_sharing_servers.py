@@ -1,13 +1,17 @@
-"""Sharing against real servers: S3 (moto_server), GCS (gcp-storage-emulator), a source that
-hangs (a socket that never answers). Faults: S3 stopped mid-poll and mid-backup, then
-restarted, and everything converges with nothing lost. The three-users scenario: three hubs
-(three SQLite stores) share one S3 bucket and one local folder."""
+"""Sharing against real servers: S3 (moto_server), GCS (gcp-storage-emulator), Azure Blob
+(Azurite), a source that hangs (a socket that never answers). Faults: S3 (and Azure) stopped
+mid-poll and mid-backup, then restarted, and everything converges with nothing lost. The
+three-users scenario: three hubs (three SQLite stores) share one S3 bucket and one local
+folder."""
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +20,7 @@ import sharing_servers
 from conftest import wait_for
 from learnhub.config import Config, SharingConfig
 from learnhub.sharing.examples import SUFFIX
+from learnhub.sharing.locations import Location
 from sharing_servers import backup_jobs, worker
 
 MODEL = "hashing"
@@ -24,6 +29,8 @@ BUCKET = "team-bucket"
 # real servers, one per test (see sharing_servers.py)
 moto = sharing_servers.moto
 gcs = sharing_servers.gcs
+azurite_session = sharing_servers.azurite_session
+azurite = sharing_servers.azurite
 hanging = sharing_servers.hanging
 
 
@@ -33,64 +40,122 @@ def open_hub(url: str, **kw) -> learnhub.Hub:
     return learnhub.open(url, config=Config(sharing=SharingConfig(**kw)))
 
 
-def test_s3_backup_and_load(moto, store_url: str, tmp_path: Path) -> None:
-    moto.make_bucket(BUCKET)
-    opts = {"s3://": moto.options()}
+@dataclass
+class Bucket:
+    """A bucket (S3, GCS) or container (Azure Blob) on a real server, for one test."""
+
+    url: str  # scheme://bucket
+    options: dict  # [sharing.options]
+    server: Any
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write an object directly (a file another user's tool left there)."""
+        loc = Location(f"{self.url}/x", self.options)
+        loc.fs.pipe_file(f"{loc.path.rsplit('/', 1)[0]}/{path}", data)
+
+
+@pytest.fixture(params=["s3", "gs", "az"])
+def bucket(request: pytest.FixtureRequest) -> Bucket:
+    """The same bucket tests on S3 (moto_server), GCS (gcp-storage-emulator) and Azure Blob
+    (Azurite)."""
+    kind = request.param
+    server = request.getfixturevalue({"s3": "moto", "gs": "gcs", "az": "azurite"}[kind])
+    name = f"lh-{uuid.uuid4().hex[:12]}"
+    if kind == "az":
+        server.make_container(name)
+    else:
+        server.make_bucket(name)
+    return Bucket(f"{kind}://{name}", {f"{kind}://": server.options()}, server)
+
+
+def test_backup_load_poll_vanish_and_garbage(bucket: Bucket, store_url: str, tmp_path) -> None:
+    """One user backs up to the bucket, another loads from it: the first poll reads every
+    file, the next only what changed (a rewritten example: one GET), a removed example's
+    file vanishes and the example goes, a garbage file is skipped and reported."""
+    opts = bucket.options
     with (
-        open_hub(store_url, backup=f"s3://{BUCKET}/examples/alice/", options=opts) as alice,
+        open_hub(store_url, backup=f"{bucket.url}/examples/alice/", options=opts) as alice,
         open_hub(
             f"sqlite:///{tmp_path / 'bob.db'}",
-            sources=[f"s3://{BUCKET}/examples/**/*.json"],
+            sources=[f"{bucket.url}/examples/**/*.json"],
             options=opts,
         ) as bob,
     ):
         made = [alice.examples.add(f"how to fix flaky test {i}", f"retry {i}") for i in range(5)]
         assert alice.sharing.sync().backed_up == 5
         report = bob.sharing.sync()
-        assert (report.listed, report.loaded, report.errors) == (5, 5, {})
+        assert (report.listed, report.read, report.loaded, report.errors) == (5, 5, 5, {})
         assert bob.examples.nearest("fix flaky test 3", k=1)[0].id == made[3].id
-        assert bob.sharing.sync().read == 0  # etags unchanged: nothing read again
+        assert bob.sharing.sync().read == 0  # stamps unchanged: nothing read again
+        # a changed file: only it is read
+        alice.examples.add("how to quarantine a flaky test", "mark it", id=made[1].id)
+        alice.sharing.backup_example(made[1].id)  # what the job does
+        [loc] = bob.sharing.sources
+        gets = loc.gets
+        report = bob.sharing.sync()
+        assert (report.read, report.loaded, loc.gets - gets) == (1, 1, 1)
+        assert bob.examples.get(made[1].id).input == "how to quarantine a flaky test"
+        # a vanished file: its example goes
         alice.examples.rm(made[0].id)
-        alice.sharing.backup_example(made[0].id)  # what the job does
-        assert bob.sharing.sync().dropped == 1
+        alice.sharing.backup_example(made[0].id)
+        assert bob.sharing.sync().dropped == 1 and bob.examples.get(made[0].id) is None
+        # a garbage file: skipped and reported, not fatal, not read again while unchanged
+        bucket.put(f"examples/mallory/bad{SUFFIX}", b"{not json")
+        report = bob.sharing.sync()
+        assert (report.read, report.skipped, report.loaded, report.errors) == (1, 1, 0, {})
         [status] = bob.sharing.status()
-        assert status["ok"] and status["examples"] == 4
+        assert status["ok"] and status["examples"] == 4 and status["skipped"] == 1
+        assert "not JSON" in status["skipped_files"][0]
+        assert bob.sharing.sync().read == 0
+        assert bob.examples.count()["total"] == 4
 
 
-def test_gcs_backup_and_load(gcs, tmp_path: Path) -> None:
-    gcs.make_bucket("learned")
-    opts = {"gs://": gcs.options()}
-    with (
-        open_hub(f"sqlite:///{tmp_path / 'a.db'}", backup="gs://learned/alice", options=opts) as a,
-        open_hub(
-            f"sqlite:///{tmp_path / 'b.db'}", sources=["gs://learned/*/*.json"], options=opts
-        ) as b,
-    ):
-        e = a.examples.add("where is the on-call rota", "in the wiki")
-        assert a.sharing.sync().backed_up == 1
-        assert b.sharing.sync().loaded == 1
-        assert b.examples.get(e.id).output == "in the wiki"
-        assert b.sharing.sync().read == 0
+def test_az_account_from_the_environment(azurite, tmp_path, monkeypatch) -> None:
+    """No options: the account comes from AZURE_STORAGE_CONNECTION_STRING, as for adlfs."""
+    azurite.make_container("from-env")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    with open_hub(f"sqlite:///{tmp_path / 'a.db'}", backup="az://from-env/alice") as hub:
+        e = hub.examples.add("where are the azure credentials", "in the environment")
+        assert hub.sharing.sync().backed_up == 1
+        assert list(hub.sharing.backup.list_folder(SUFFIX)) == [f"from-env/alice/{e.id}{SUFFIX}"]
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    with open_hub(f"sqlite:///{tmp_path / 'b.db'}", sources=["az://from-env/*/*.json"]) as hub:
+        report = hub.sharing.sync()  # no account at all: a clear error, the hub serves
+        assert "AZURE_STORAGE_CONNECTION_STRING" in report.errors["az://from-env/*/*.json"]
 
 
-def test_hanging_source_times_out_and_others_load(hanging, tmp_path: Path) -> None:
+def _hanging_options(kind: str, endpoint: str) -> dict:
+    if kind == "az":
+        cs = sharing_servers.Azurite().connection_string
+        cs = cs.replace(cs.split("BlobEndpoint=")[1], f"{endpoint}/devstoreaccount1;")
+        return {"connection_string": cs}
+    return {"endpoint_url": endpoint, "key": "k", "secret": "s"}
+
+
+@pytest.mark.parametrize("kind", ["s3", "az"])
+def test_hanging_source_times_out_and_others_load(kind: str, hanging, tmp_path: Path) -> None:
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / f"ok1{SUFFIX}").write_text(
         '{"id": "ok1", "input": "a question", "output": "an answer", "created_ns": 1}'
     )
+    source = f"{kind}://hangs/*.json"
     with open_hub(
         f"sqlite:///{tmp_path / 'h.db'}",
-        sources=["s3://hangs/*.json", f"{folder}/*.json"],
-        options={"s3://": {"endpoint_url": hanging.endpoint, "key": "k", "secret": "s"}},
+        sources=[source, f"{folder}/*.json"],
+        options={f"{kind}://": _hanging_options(kind, hanging.endpoint)},
         timeout=1,
     ) as hub:
         report = hub.sharing.sync()
         assert report.loaded == 1
-        assert "did not answer within 1s" in report.errors["s3://hangs/*.json"]
+        assert "did not answer within 1s" in report.errors[source]
         status = {s["location"]: s for s in hub.sharing.status()}
-        assert not status["s3://hangs/*.json"]["ok"] and status[f"{folder}/*.json"]["ok"]
+        assert not status[source]["ok"] and status[f"{folder}/*.json"]["ok"]
         assert hub.examples.nearest("a question", k=1)[0].id == "ok1"  # serving
+        if kind == "az":  # the SDK's own waits are bounded too (not its default minutes)
+            wait_for(lambda: len(hanging.accepted) >= 1, what="a connection to the hang")
+            fs = hub.sharing.sources[0].fs
+            assert fs.service_client._config.retry_policy.total_retries == 1
 
 
 def test_s3_down_mid_backup_and_mid_poll_converges(moto, tmp_path: Path) -> None:
@@ -245,34 +310,37 @@ def test_s3_stopped_during_a_poll_then_converges(moto, tmp_path: Path) -> None:
         assert bob.examples.count()["total"] == 400
 
 
-def test_s3_stopped_during_backups_and_wiped_loses_nothing(moto, tmp_path: Path) -> None:
-    """The server goes away while the worker is writing backups and comes back empty (a
-    wiped bucket): the jobs retry, the next sync writes again what the bucket lost, and
-    another user ends up with every example."""
-    moto.make_bucket(BUCKET)
-    opts = {"s3://": moto.options()}
+@pytest.mark.parametrize("kind", ["s3", "az"])
+def test_stopped_during_backups_and_wiped_loses_nothing(kind, request, tmp_path: Path) -> None:
+    """The server (moto_server, Azurite) goes away while the worker is writing backups and
+    comes back empty (a wiped bucket): the jobs retry, the next sync writes again what the
+    bucket lost, and another user ends up with every example."""
+    server = request.getfixturevalue({"s3": "moto", "az": "azurite"}[kind])
+    server.make_bucket(BUCKET)
+    opts = {f"{kind}://": server.options()}
+    root = f"{kind}://{BUCKET}"
     with (
         open_hub(
             f"sqlite:///{tmp_path / 'a.db'}",
-            backup=f"s3://{BUCKET}/ex/alice",
+            backup=f"{root}/ex/alice",
             options=opts,
             poll_interval="1s",
         ) as alice,
         open_hub(
-            f"sqlite:///{tmp_path / 'b.db'}", sources=[f"s3://{BUCKET}/ex/*/*.json"], options=opts
+            f"sqlite:///{tmp_path / 'b.db'}", sources=[f"{root}/ex/*/*.json"], options=opts
         ) as bob,
     ):
         made = [alice.examples.add(f"learned {i} during the incident", "ok") for i in range(150)]
         with worker(alice):
             wait_for(lambda: alice.examples.count()["backed_up"] >= 10, what="some backups")
-            moto.stop()  # mid-backup
+            server.stop()  # mid-backup
             wait_for(
                 lambda: any(j.attempts >= 2 for j in backup_jobs(alice)),
                 timeout=60,
                 what="a failed backup attempt",
             )
-            moto.start()  # back, but empty
-            moto.make_bucket(BUCKET)
+            server.start()  # back, but empty
+            server.make_bucket(BUCKET)
             wait_for(
                 lambda: all(j.state == "succeeded" for j in backup_jobs(alice)),
                 timeout=180,

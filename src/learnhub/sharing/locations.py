@@ -7,6 +7,11 @@ wildcard and match the rest); the backup is a folder.
 
 A file's *stamp* says whether it changed since it was last seen without reading it: the
 object store's etag (S3, GCS, Azure), else mtime and size (local folders, NFS).
+
+Azure Blob (``az://container/path``, also ``abfs://``) goes through adlfs. The account comes
+from the location's options (``connection_string``, or ``account_name`` with ``account_key``
+or ``sas_token``) or from adlfs's standard environment (``AZURE_STORAGE_CONNECTION_STRING``,
+``AZURE_STORAGE_ACCOUNT_NAME`` + ``AZURE_STORAGE_ACCOUNT_KEY``, ...).
 """
 
 from __future__ import annotations
@@ -94,9 +99,48 @@ def _make_fs(proto: str, opts: dict[str, Any], timeout: float) -> fsspec.Abstrac
 
         opts.setdefault("timeout", timeout)
         return gcsfs.core.GCSFileSystem(skip_instance_cache=True, **opts)
+    if proto in ("az", "abfs", "abfss"):
+        return _azure_fs(opts, timeout)
     if proto in ("file", "local"):
         return fsspec.filesystem("file", **opts)
     return fsspec.filesystem(proto, skip_instance_cache=proto != "memory", **opts)
+
+
+AZURE_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME")
+
+
+def _azure_fs(opts: dict[str, Any], timeout: float) -> fsspec.AbstractFileSystem:
+    """adlfs with bounded waits: the Azure SDK's default retry policy waits 15 s, then 45 s,
+    ... before giving up on an endpoint that refuses (minutes of a thread held per call);
+    here a call makes at most one retry a second later, and each request has the timeout."""
+    import adlfs
+    from azure.storage.blob.aio import BlobServiceClient
+
+    if not (
+        opts.get("connection_string")
+        or opts.get("account_name")
+        or any(os.environ.get(v) for v in AZURE_ENV)
+    ):
+        raise ValueError(
+            "no Azure storage account: give connection_string (or account_name and "
+            "account_key) in [sharing.options] for it, or set AZURE_STORAGE_CONNECTION_STRING"
+        )
+
+    class BoundedAzureBlobFileSystem(adlfs.AzureBlobFileSystem):
+        def do_connect(self) -> None:
+            super().do_connect()
+            made = self.service_client  # not used yet: nothing to close
+            self.service_client = BlobServiceClient(
+                account_url=made.url,
+                credential=made.credential,
+                retry_total=1,
+                initial_backoff=1,
+                increment_base=2,
+                connection_timeout=min(timeout, 10.0),
+                read_timeout=timeout,
+            )
+
+    return BoundedAzureBlobFileSystem(skip_instance_cache=True, **opts)
 
 
 class Location:
@@ -280,16 +324,25 @@ class Location:
         return self._call(f"writing {name}", run)
 
     def _verify(self, fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-        info = fs.info(path)
+        # refresh: ask the store, not a listing of the folder cached by another call (adlfs
+        # answers "not found" for a file missing from a cached listing of its folder)
+        info = fs.info(path, refresh=True)
+        if info.get("type", "file") != "file":
+            raise LocationError(f"{self.name}: {path} is not a file after writing it")
         size = info.get("size")
         if size is not None and int(size) != len(data):
             raise LocationError(
                 f"{self.name}: {path} holds {size} bytes after writing {len(data)}; "
                 "the write did not complete (it is retried)"
             )
+        md5 = hashlib.md5(data, usedforsecurity=False)
         etag = str(info.get("ETag", "")).strip('"')
         single_part = etag and "-" not in etag and len(etag) == 32  # then the etag is the md5
-        if single_part and etag != hashlib.md5(data, usedforsecurity=False).hexdigest():
+        # Azure: the MD5 the service computed for a single-shot upload (Put Blob)
+        content_md5 = (info.get("content_settings") or {}).get("content_md5")
+        if (single_part and etag != md5.hexdigest()) or (
+            content_md5 and bytes(content_md5) != md5.digest()
+        ):
             raise LocationError(f"{self.name}: {path} does not hold what was written")
 
     def delete(self, name: str) -> bool:
