@@ -16,7 +16,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-AHEAD = 8
+# Parts read ahead of the link. Few: reading a part (0.1-0.3 ms a MiB from SQLite) is no
+# slower than sending it, and every part in flight is a fresh 1 MiB allocation that glibc
+# trims from the thread's arena and faults back in: with 8 ahead, 4,500 page faults per
+# 50 MB served (7 ms of the reading thread's 15); with 3, about 2,000.
+AHEAD = 3
 IDLE_S = 10.0
 _END = object()
 _GAVE_UP = object()
