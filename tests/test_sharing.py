@@ -240,6 +240,32 @@ def test_same_id_in_several_locations_newest_wins(make_hub, tmp_path: Path) -> N
     assert hub.examples.get("dup") is None and hub.examples.nearest("question") == []
 
 
+def test_removed_loaded_example_stays_away_until_a_newer_version(make_hub, tmp_path) -> None:
+    """rm of a loaded example sticks: the same version touched, rewritten or copied to another
+    source is not loaded again; a newer version by its author is, as new learning."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    path = write_example(one, "bad", "a misleading answer", updated_ns=1_800_000_000 * 10**9)
+    write_example(one, "good", "a helpful answer")
+    hub = make_hub(sources=[f"{one}/*.json", f"{two}/*.json"])
+    assert hub.sharing.sync().loaded == 2
+    assert hub.examples.rm("bad") is True
+    path.write_text(path.read_text())  # the same content again: a new mtime
+    os.utime(path, ns=(2_000_000_000 * 10**9, 2_000_000_000 * 10**9))
+    write_example(two, "bad", "a misleading answer", updated_ns=1_700_000_000 * 10**9)  # older
+    report = hub.sharing.sync()
+    assert report.read == 2 and report.loaded == 0
+    assert hub.examples.get("bad") is None
+    assert ids(hub.examples.nearest("a misleading answer", k=5)) == {"good"}
+    status = hub.sharing.status()
+    assert [s["location"] for s in status] == [f"{one}/*.json", f"{two}/*.json"]
+    assert all(s["ok"] and s["skipped"] == 0 for s in status)
+    # its author fixes it: a newer version is loaded
+    write_example(one, "bad", "now a correct answer", updated_ns=1_900_000_000 * 10**9)
+    assert hub.sharing.sync().loaded == 1
+    assert hub.examples.get("bad").input == "now a correct answer"
+    assert hub.examples.count()["total"] == 2
+
+
 def test_garbage_files_are_skipped_and_reported(make_hub, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     write_example(shared, "good", "a good question")

@@ -125,7 +125,9 @@ def search(db: str | None, query: str, k: int, as_json: bool) -> None:
 @click.argument("example_id", metavar="ID")
 @json_option
 def rm(db: str | None, example_id: str, as_json: bool) -> None:
-    """Forget example ID (and, for one learned here, remove it from the backup)."""
+    """Forget example ID (and, for one learned here, remove it from the backup).
+
+    One loaded from elsewhere stays away until its author writes a newer version."""
     with open_hub(db) as hub:
         removed = hub.examples.rm(example_id)
     if as_json:

@@ -357,12 +357,18 @@ class Examples:
 
     def rm(self, example_id: str) -> bool:
         """Forget an example; False if there was none. One learned here is also removed from
-        the backup (by a job); one loaded from elsewhere stays away until its file changes."""
+        the backup (by a job). One loaded from elsewhere stays away: polls skip that version
+        and older ones wherever they are found (a file touched, copied or rewritten with the
+        same content); a newer version its author writes is new learning and loads."""
         check_id(example_id)
         with self._store.transaction() as tx:
+            old = tx.one("example_get", id=example_id)
             row = tx.one("example_delete", id=example_id)
             if row is not None and row["local"] and self._backup:
                 self._enqueue_backup(tx, example_id)
+            elif row is not None and old is not None:
+                removed = [removal_row(example_id, int(old["updated_ns"]))]
+                tx.execute("shared_files_put_many", rows=json.dumps(removed))
         if row is None:
             return False
         self._jobs._wake()
@@ -384,6 +390,24 @@ class Examples:
             rows = {r["id"]: r for r in tx.all("examples_by_ids", ids=json.dumps(list(scores)))}
         # An embedding whose example is gone (removed meanwhile) is left out.
         return [from_row(rows[i], s) for i, s in scores.items() if i in rows]
+
+
+# A loaded example removed here: a row of shared_files under this pseudo-location (never a
+# configured location: those are URLs or paths), its path the example's id, its updated_ns
+# the version removed. Polls skip copies of that version or older.
+REMOVED = "(removed here)"
+
+
+def removal_row(example_id: str, updated_ns: int) -> dict[str, Any]:
+    return {
+        "location": REMOVED,
+        "path": example_id,
+        "stamp": "",
+        "kind": "removed",
+        "item_id": None,  # not a copy of anything: never used to replace a vanished file
+        "updated_ns": updated_ns,
+        "error": None,
+    }
 
 
 def _new_id() -> str:

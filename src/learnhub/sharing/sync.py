@@ -34,6 +34,7 @@ from learnhub.sharing import artifacts as artifact_files
 from learnhub.sharing.examples import (
     BACKUP_TASK,
     REF_PREFIX,
+    REMOVED,
     SUFFIX,
     Examples,
     Loaded,
@@ -477,8 +478,13 @@ class Sharing:
             for i in range(0, len(ids), 5000):
                 for r in tx.all("example_versions", ids=json.dumps(ids[i : i + 5000])):
                     current[r["id"]] = r
+            removed = {
+                r["path"]: int(r["updated_ns"]) for r in tx.all("shared_files_of", location=REMOVED)
+            }
         out = []
         for example_id, (loc, path, ex) in best.items():
+            if ex.row["updated_ns"] <= removed.get(example_id, -1):
+                continue  # removed here (hub.examples.rm): not this version, nor an older one
             cur = current.get(example_id)
             if cur is not None:
                 if cur["local"]:
