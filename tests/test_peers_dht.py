@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from conftest import wait_for
-from learnhub.peers.dht import MAX_RECORD, RECORD_PREFIX, merge_record, parse_record
+from learnhub.peers.dht import (
+    MAX_RECORD,
+    RECORD_PREFIX,
+    merge_record,
+    merge_records,
+    merging_storage,
+    parse_record,
+)
 from peers_procs import SECRET, HubProc, open_store
 
 pytest.importorskip("kademlia")
@@ -64,7 +71,13 @@ class Reader:
         from kademlia.network import Server
 
         if self.node is None:
-            self.node = Server()
+            from kademlia.storage import ForgetfulStorage
+
+            class KeepsNothing(ForgetfulStorage):  # so that a read asks the hubs' nodes
+                def __setitem__(self, key: bytes, value: Any) -> None:
+                    pass
+
+            self.node = Server(storage=KeepsNothing())
             self._run(self.node.listen(0, interface="127.0.0.1"))
         if self.boot != boot_port:
             self._run(self.node.bootstrap([("127.0.0.1", boot_port)]))
@@ -125,6 +138,58 @@ def test_ten_hubs_in_the_dht_and_keys_learned_offline(
     wait_for(lambda: read_record(boot.dht_port, "asc/offline"), what="the offline key")
     with others[5].client() as c:
         assert c.lookup("asc/offline").version == offline_version
+
+
+def test_hubs_announcing_the_same_keys_at_once_all_stay_in_the_records(
+    dht_hubs, read_record
+) -> None:
+    """Each hub writes its entry into a key's record by read, merge, write: hubs doing that
+    at once each wrote a record without the others' entries. They read back and merge again,
+    so every provider is in every record long before the next republish (10 min)."""
+    boot = dht_hubs("boot")
+    hubs = [dht_hubs(f"r{i}", boot, ready=False) for i in range(4)]
+    for hub in hubs:
+        hub.wait_ready()
+    keys = [f"asc/race{k}" for k in range(12)]
+    start = threading.Barrier(len(hubs))
+
+    def store_all(hub: HubProc) -> None:
+        with hub.client() as c:
+            start.wait(timeout=30)
+            for key in keys:
+                c.store(key, {"f": f"{key} by {hub.node_id}".encode()}, 0.5)
+
+    threads = [threading.Thread(target=store_all, args=(h,)) for h in hubs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    everyone = {h.node_id for h in hubs}
+
+    def providers(key: str) -> set[str]:
+        return {p[0] for p in parse_record(read_record(boot.dht_port, key))}
+
+    for key in keys:
+        wait_for(lambda key=key: providers(key) == everyone, timeout=30,
+                 what=f"all four providers in the record of {key}")  # fmt: skip
+
+
+def test_a_node_keeps_every_provider_of_racing_writes_in_any_order() -> None:
+    base = merge_record(None, ["n0", "h0:1", "v0", 0.5, 10])
+    one = merge_record(base, ["n1", "h1:1", "v1", 0.4, 20])  # two hubs merged base at once
+    two = merge_record(base, ["n2", "h2:1", "v2", 0.6, 30])
+    for first, second in ((one, two), (two, one)):
+        held = merge_records(merge_records(base, first), second)
+        assert [p[0] for p in parse_record(held)] == ["n1", "n0", "n2"]  # best first
+    # A node's newer entry replaces its older one, whichever arrives last.
+    newer = merge_record(None, ["n1", "h1:1", "v9", 0.9, 99])
+    for held in (merge_records(newer, one), merge_records(one, newer)):
+        assert [p[2] for p in parse_record(held) if p[0] == "n1"] == ["v9"]
+    assert merge_records(one, "not a record") == "not a record"  # other values: replaced
+    storage = merging_storage()
+    storage[b"k"] = one
+    storage[b"k"] = two
+    assert {p[0] for p in parse_record(storage[b"k"])} == {"n0", "n1", "n2"}
 
 
 def test_records_stay_small_and_keep_the_best() -> None:

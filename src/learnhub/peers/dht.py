@@ -3,9 +3,14 @@
 The DHT holds one small record per learning key, never the blobs: the providers of the key,
 each as ``[node_id, link address, version, metric, time_ns]``, best metric first, cut to stay
 under ``MAX_RECORD`` bytes (the package refuses larger values). A hub writes its own entry
-into the record (read, merge, write: two hubs racing may drop one entry until the next
-republish), when it joins (the keys it learned while offline), when it stores a new version,
-and every ``republish_interval``. The blobs travel over the peer link.
+into the record (read, merge, write), when it joins (the keys it learned while offline), when
+it stores a new version, and every ``republish_interval``. The blobs travel over the peer link.
+
+Two hubs that merge the same record at once each write a record without the other's entry;
+kademlia's nodes keep the last write they receive, so one entry was lost until the next
+republish. A hub's DHT node therefore *merges* a record it is asked to store with the one it
+holds (``MergingStorage``, entries by node, the newest of each): writes in any order leave
+every node with both entries.
 
 Keys a restrictive export policy keeps to named peers (``allow_nodes`` / ``allow_addresses``,
 or a ``deny_keys`` match) are never published: the DHT is readable by anyone on it.
@@ -49,6 +54,53 @@ def merge_record(raw: Any, entry: list[Any], limit: int = MAX_RECORD) -> str:
         providers.pop()
 
 
+def merge_records(held: Any, incoming: Any, limit: int = MAX_RECORD) -> Any:
+    """What a node keeps when asked to store ``incoming`` over ``held``: both records'
+    providers, one entry per node (the newer of two, by time; ``incoming`` on a tie), best
+    first, cut to ``limit``. A value that is not a provider record replaces, as in kademlia."""
+    new = _providers(incoming)
+    old = _providers(held)
+    if new is None or old is None:
+        return incoming
+    latest: dict[Any, list[Any]] = {}
+    for p in old + new:
+        if p[0] not in latest or _num(p[4]) >= _num(latest[p[0]][4]):
+            latest[p[0]] = p
+    providers = sorted(latest.values(), key=lambda p: (_num(p[3]), -_num(p[4])))
+    while True:
+        text = json.dumps({"p": providers}, separators=(",", ":"))
+        if len(text.encode()) < limit or len(providers) <= 1:
+            return text
+        providers.pop()
+
+
+def _providers(raw: Any) -> list[list[Any]] | None:
+    """A record's providers; None if ``raw`` is no provider record."""
+    if not isinstance(raw, str | bytes):
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("p"), list):
+        return None
+    return [p for p in data["p"] if isinstance(p, list) and len(p) == 5]
+
+
+def merging_storage() -> Any:
+    """A kademlia storage that merges provider records instead of replacing them."""
+    from kademlia.storage import ForgetfulStorage
+
+    class MergingStorage(ForgetfulStorage):
+        def __setitem__(self, key: bytes, value: Any) -> None:
+            held = self.data.get(key)
+            if held is not None:
+                value = merge_records(held[1], value)
+            super().__setitem__(key, value)
+
+    return MergingStorage()
+
+
 def _num(value: Any) -> float:
     return float(value) if isinstance(value, int | float) else float("inf")
 
@@ -81,7 +133,7 @@ class Discovery:
                 "DHT discovery needs the kademlia package: pip install 'learnhub[p2p]'"
             ) from exc
         host, port = self.service.config.dht_address
-        self.server = Server()
+        self.server = Server(storage=merging_storage())
         try:
             await self.server.listen(port, interface=host)
         except OSError as exc:
