@@ -22,7 +22,7 @@ from conftest import postgres_schema_url
 from learnhub.learning.artifacts import VerifiedArtifact, content_version
 from learnhub.learning.policies import LearningConfig
 from learnhub.peers import PeerService, parse_peers_config
-from learnhub.peers.service import receive_buffer
+from learnhub.peers.service import HUGE_PAGES_FROM, ReceiveBuffers, receive_buffer
 from learnhub.peers.wire import LINE_READ_SIZE, READ_SIZE, Conn, PeerError
 from peers_procs import SECRET
 
@@ -93,6 +93,22 @@ def test_a_receive_buffer_is_zeroed_memory_of_the_size_asked() -> None:
         buf = receive_buffer(size)
         assert len(buf) >= size and buf[: min(size, 4096)] == bytes(min(size, 4096))
         buf.close()
+
+
+def test_a_receive_buffer_is_lent_again_only_once_nothing_refers_to_it() -> None:
+    buffers = ReceiveBuffers()
+    size = HUGE_PAGES_FROM * 4
+    first = buffers.take(size)
+    view = memoryview(first)[:size]  # what a fetched artifact's files are
+    del first
+    second = buffers.take(size)
+    assert second is not view.obj  # the first is still in use through its view
+    view[:5] = b"first"
+    del view, second
+    again = buffers.take(size)  # both idle now: one of them again, not fresh memory
+    assert len(buffers._kept) == 2 and any(again is kept for kept in buffers._kept)
+    assert len(buffers.take(size // 4)) == size // 4  # too small a file for those maps
+    assert buffers.take(100) is not buffers.take(100)  # small files: fresh maps, not kept
 
 
 # --- verified artifacts -----------------------------------------------------------------

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import mmap
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -77,6 +78,44 @@ def receive_buffer(size: int) -> mmap.mmap:
         with contextlib.suppress(OSError):  # not a failure: the pages are just smaller
             buf.madvise(mmap.MADV_HUGEPAGE)
     return buf
+
+
+class ReceiveBuffers:
+    """Receive buffers of large files, kept for later fetches.
+
+    Fresh memory costs a fault per page on first touch, and in a VM whose host backs guest
+    memory lazily far more: a 50 MB map of fresh huge pages took 100-120 ms to fill here,
+    a reused one 3 ms (a 50 MB fetch takes ~40 ms). So a map is lent to a fetch, and
+    lent again once nothing refers to it any more: the artifact whose files were views of
+    it is gone (CPython's reference count says so exactly; a view keeps its map alive). At
+    most ``KEEP`` maps and ``KEEP_BYTES`` are kept; a map is reused for a file of at least
+    half its size.
+    """
+
+    KEEP = 2
+    KEEP_BYTES = 256 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._kept: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> mmap.mmap:
+        if size < HUGE_PAGES_FROM:
+            return receive_buffer(size)
+        with self._lock:
+            for i, buf in enumerate(self._kept):
+                # Referenced by the list, by ``buf`` and by getrefcount's argument only.
+                if size <= len(buf) <= 2 * size and sys.getrefcount(buf) <= 3:
+                    return self._kept[i]
+            buf = receive_buffer(size)
+            free = [b for b in self._kept if sys.getrefcount(b) <= 3]
+            if len(self._kept) >= self.KEEP and free:
+                self._kept.remove(free[0])  # an idle map of the wrong size makes room
+            if len(self._kept) < self.KEEP and (
+                sum(len(b) for b in self._kept) + len(buf) <= self.KEEP_BYTES
+            ):
+                self._kept.append(buf)
+            return buf
 
 
 class Link:
@@ -139,6 +178,7 @@ class PeerService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping: asyncio.Event | None = None
         self._protocol = PeerProtocol(self)
+        self._buffers = ReceiveBuffers()
         self.offline = OfflineTraining(hub, self.table, config.idle_load, config.idle_batch)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -539,7 +579,7 @@ class PeerService:
         """
         chunk = self.config.chunk_size
         offsets = list(range(0, size, chunk))
-        data = receive_buffer(size)  # filled in place; the hash thread reads slices of it
+        data = self._buffers.take(size)  # filled in place; the hash thread reads slices of it
         view = memoryview(data)[:size]
         hasher = hashlib.sha256()
         hashing = ThreadPoolExecutor(1, thread_name_prefix="learnhub-peer-hash")
