@@ -103,18 +103,17 @@ class ReceiveBuffers:
         if size < HUGE_PAGES_FROM:
             return receive_buffer(size)
         with self._lock:
-            for i, buf in enumerate(self._kept):
-                # Referenced by the list, by ``buf`` and by getrefcount's argument only.
-                if size <= len(buf) <= 2 * size and sys.getrefcount(buf) <= 3:
-                    return self._kept[i]
+            kept = self._kept
+            # Idle: referred to by the list and by getrefcount's argument only.
+            idle = [i for i in range(len(kept)) if sys.getrefcount(kept[i]) == 2]
+            for i in idle:
+                if size <= len(kept[i]) <= 2 * size:
+                    return kept[i]
             buf = receive_buffer(size)
-            free = [b for b in self._kept if sys.getrefcount(b) <= 3]
-            if len(self._kept) >= self.KEEP and free:
-                self._kept.remove(free[0])  # an idle map of the wrong size makes room
-            if len(self._kept) < self.KEEP and (
-                sum(len(b) for b in self._kept) + len(buf) <= self.KEEP_BYTES
-            ):
-                self._kept.append(buf)
+            if len(kept) >= self.KEEP and idle:
+                del kept[idle[0]]  # an idle map of the wrong size makes room
+            if len(kept) < self.KEEP and sum(map(len, kept)) + len(buf) <= self.KEEP_BYTES:
+                kept.append(buf)
             return buf
 
 
@@ -402,13 +401,9 @@ class PeerService:
         """Called from a lookup's thread: ask the peers, fetch the best answer."""
         if self._loop is None:
             return None
-        future = asyncio.run_coroutine_threadsafe(
-            self._lookup(key, dict(where), time.monotonic() + timeout), self._loop
-        )
         try:
-            return future.result(timeout + 1)
+            return self.run(self._lookup(key, dict(where), time.monotonic() + timeout), timeout + 1)
         except FutureTimeout:
-            future.cancel()
             return None
 
     async def _lookup(self, key: str, where: dict[str, str], deadline: float) -> Artifact | None:
@@ -802,9 +797,28 @@ class PeerService:
     # --- status ---------------------------------------------------------------------------
 
     def run(self, coro: Any, timeout: float = 30) -> Any:
-        """Run a coroutine on the service's loop from another thread."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        """Run a coroutine on the service's loop from another thread and return its result
+        (or raise its exception; ``concurrent.futures.TimeoutError`` after ``timeout``
+        seconds, the coroutine cancelled).
+
+        Not ``run_coroutine_threadsafe``: its future and the task it follows refer to each
+        other, so a result stays alive until the garbage collector runs: a fetched
+        artifact's receive buffer could not be lent again (see ReceiveBuffers)."""
+        loop = self._loop
+        assert loop is not None
+        done = threading.Event()
+        started: list[asyncio.Task[Any]] = []
+
+        def start() -> None:
+            task = loop.create_task(coro)
+            task.add_done_callback(lambda _: done.set())
+            started.append(task)
+
+        loop.call_soon_threadsafe(start)
+        if not done.wait(timeout):
+            loop.call_soon_threadsafe(lambda: [t.cancel() for t in started])
+            raise FutureTimeout()
+        return started.pop().result()
 
     def status(self) -> list[dict[str, Any]]:
         return peer_status(self.table, self.config.static_peers())
