@@ -39,15 +39,16 @@ HUBS_PER_WORKER = 10
 
 
 def worker_main(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     import learnhub
-    from learnhub.learning.policies import LearningConfig
     from learnhub.peers import PeerService, parse_peers_config
 
     hubs, services = [], []
     boot = args.boot
     for i in range(args.hubs):
         hub = learnhub.open(f"sqlite:///{args.dir}/{args.name}_{i}.db")
-        hub.learning.configure(LearningConfig(lookup_timeout="10s"))
+        hub.learning.configure(replace(hub.learning.policies.config, lookup_timeout="10s"))
         values: dict[str, Any] = {
             "listen": "127.0.0.1:0",
             "secret_file": args.secret,
