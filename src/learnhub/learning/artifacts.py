@@ -447,8 +447,6 @@ class Learning:
         except InvalidInput as exc:
             log.warning("a version of %r found elsewhere was not stored: %s", artifact.key, exc)
 
-    _adopt = adopt
-
     def best(self, key: str, where: Mapping[str, Any] | None = None) -> ArtifactVersion | None:
         """The current version of ``key`` (as ``lookup`` with ``local``), without its files.
         Under the default policy, the best: lowest metric, newest on ties."""
