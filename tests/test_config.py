@@ -68,6 +68,8 @@ def test_learnhub_config_names_a_file(tmp_path, monkeypatch):
         ("db = 5\n", "'db' must be a str, not int"),
         ('server = "x"\n', r"\[server\] must be a table"),
         ("db = \n", "not valid TOML"),
+        ("[embed]\napproximate_above = -1\n", "'embed.approximate_above' must be a whole"),
+        ('[embed]\napproximate_above = "many"\n', "'embed.approximate_above' must be a int"),
     ],
 )
 def test_mistakes_in_the_file_name_the_key(isolated_env, text, message):
@@ -81,3 +83,13 @@ def test_hub_open_uses_the_configured_store(isolated_env, tmp_path, monkeypatch)
     monkeypatch.setenv("LEARNHUB_DB", f"sqlite:///{tmp_path / 'configured.db'}")
     with learnhub.open() as hub:
         assert hub.store.url.endswith("configured.db")
+
+
+def test_embed_approximate_above_reaches_the_hub(isolated_env, tmp_path, monkeypatch):
+    (isolated_env / "learnhub.toml").write_text("[embed]\napproximate_above = 5000\n")
+    monkeypatch.setenv("LEARNHUB_DB", f"sqlite:///{tmp_path / 'hub.db'}")
+    with learnhub.open() as hub:
+        assert hub.embed.approximate_above == 5000
+    monkeypatch.setenv("LEARNHUB_EMBED_APPROXIMATE_ABOVE", "70")
+    with learnhub.open() as hub:
+        assert hub.embed.approximate_above == 70

@@ -29,6 +29,10 @@ from learnhub.errors import InvalidInput
 DATA = Path(__file__).parent / "data"
 CORPUS = [json.loads(line) for line in (DATA / "retro_discussions.jsonl").open()]
 PAIRS = json.loads((DATA / "retro_related_pairs.json").read_text())["pairs"]
+# Ten pairs where b is a reader's single clearest match for a, labelled blind by another reader.
+CLEAR = [
+    (p["a"], p["b"]) for p in json.loads((DATA / "retro_clear_pairs.json").read_text())["pairs"]
+]
 # Every discussion of the same problem, labelled blind by reading the whole corpus.
 RELATIVES = {
     ref: set(group["refs"]) - {ref}
@@ -218,18 +222,21 @@ def test_bad_input_is_rejected(hub: learnhub.Hub) -> None:
 
 @pytest.mark.skipif(not minilm_installed(), reason="the embed extra (minilm) is not installed")
 def test_minilm_finds_labelled_relatives_in_the_top_3(tmp_path: Path) -> None:
-    """Two sets of labels, both written blind (before any model ran or by someone who saw no
-    ranking): 22 pairs, two discussions of one problem in different meetings, and the problem
-    groups of the whole corpus (retro_related_groups.json). A discussion often has several
-    relatives, so "the labelled one in the top 3" is strict; "a relative in the top 3" is what
-    a reader of the related list sees. When written: 30 of the 44 directed pairs held, and 35
-    of the 44 pair members had a relative in their top 3 (the same as ranking the whole corpus
-    by header-less vectors: the two-stage flow loses none); minilm's own limit on these texts."""
+    """Three sets of labels, each written blind (before any model ran, or by someone who saw
+    no ranking): 10 "clear" pairs, b being a reader's single clearest match for a; 22 pairs, two
+    discussions of one problem in different meetings; and the problem groups of the whole
+    corpus (retro_related_groups.json). A discussion often has several relatives, so "the
+    labelled one in the top 3" is strict; "a relative in the top 3" is what a reader of the
+    related list sees. Measured when written: 7 of the 10 clear pairs (a -> b) held, the other
+    three at ranks 4, 6 and 9 (the rank-4 one below three other discussions of the same design
+    hand-off problem); 30 of the 44 directed pairs; 35 of the 44 pair members had a relative in
+    their top 3. The same as ranking the whole corpus by header-less vectors (the two-stage flow
+    loses none): minilm's own limit on these texts, so these are floors against regressions."""
     with learnhub.open(f"sqlite:///{tmp_path / 'hub.db'}") as hub:
         published = Published(hub)
         hub.embed.backlog(history(), model="minilm", rerank_template="strip_header")
         burst(hub)
-        groups = sorted({a.split("/")[0] for a, _ in PAIRS} | {b.split("/")[0] for _, b in PAIRS})
+        groups = sorted({x.split("/")[0] for pair in PAIRS + CLEAR for x in pair})
         t0 = time.perf_counter()
         for i, g in enumerate(groups):
             hub.embed.related(
@@ -243,9 +250,13 @@ def test_minilm_finds_labelled_relatives_in_the_top_3(tmp_path: Path) -> None:
         top3 = {x: {r for r, _ in got} for x, got in published.got.items()}
         misses = [(x, y) for a, b in PAIRS for x, y in ((a, b), (b, a)) if y not in top3[x]]
         alone = [x for a, b in PAIRS for x in (a, b) if not top3[x] & RELATIVES[x]]
+        unclear = [(a, b) for a, b in CLEAR if b not in top3[a]]
+        print(f"clear pairs with b not in a's top 3: {len(unclear)} of {len(CLEAR)}", unclear)
         print(f"labelled relative not in the top 3: {len(misses)} of {2 * len(PAIRS)}", misses)
         print(f"no relative in the top 3: {len(alone)} of {2 * len(PAIRS)}", alone)
-        assert len(misses) <= 14, misses
+        assert len(unclear) <= 3, unclear
+        # 13-14 measured; three hits lead the 4th by <= 0.005, within bfloat16's batch noise
+        assert len(misses) <= 15, misses
         assert len(alone) <= 9, alone
         # each item got the best 3 of the whole corpus by header-less vectors (up to the
         # model's batch-to-batch noise: texts embedded in another batch differ by ~1e-3)

@@ -101,6 +101,27 @@ def test_minilm_float32_batch_equals_one_by_one() -> None:
     assert np.min(np.sum(get_embedder("minilm").embed(texts) * single, axis=1)) > 0.999
 
 
+@needs_minilm
+def test_minilm_thread_counts_agree_and_torch_setting_is_put_back() -> None:
+    import torch
+
+    texts = [*RETRO, "ok"]
+    torch.set_num_threads(1)
+    try:
+        one = MiniLMEmbedder(precision="float32", threads=1).embed(texts)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(3)
+        two = MiniLMEmbedder(precision="float32", threads=2).embed(texts)
+        assert torch.get_num_threads() == 3  # the process's setting, not the call's
+        chosen = MiniLMEmbedder(precision="float32")
+        assert chosen.threads is None
+        adaptive = np.concatenate([chosen.embed([t]) for t in texts])  # tries each count
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+    np.testing.assert_allclose(one, two, atol=1e-5)
+    np.testing.assert_allclose(one, adaptive, atol=1e-5)
+
+
 def test_hashing_is_deterministic_across_processes() -> None:
     here = HashingEmbedder().embed(RETRO)
     code = textwrap.dedent(
@@ -226,6 +247,9 @@ def test_bad_constructor_arguments() -> None:
     if MINILM:
         with pytest.raises(InvalidInput, match="precision"):
             MiniLMEmbedder(precision="float16")
+        for threads in (0, -2, 1.5, True, "2"):
+            with pytest.raises(InvalidInput, match="threads must be a positive integer"):
+                MiniLMEmbedder(threads=threads)  # type: ignore[arg-type]
 
 
 # --- registry --------------------------------------------------------------------------------

@@ -48,6 +48,20 @@ class JobsConfig:
     """Succeeded jobs older than this are pruned; failed ones are kept until deleted."""
 
 
+@dataclass(frozen=True)
+class EmbedConfig:
+    approximate_above: int = 200_000
+    """Models with at least this many vectors are searched through the approximate index
+    (the ann extra); below it, exact search (under 20 ms up to about 200,000 x 384)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.approximate_above, bool) or self.approximate_above < 0:
+            raise ConfigError(
+                f"'embed.approximate_above' must be a whole number of vectors >= 0, "
+                f"got {self.approximate_above!r}"
+            )
+
+
 # Storage schemes sharing knows (fsspec protocols) and the package each needs.
 SHARING_SCHEMES = {
     "file": None,
@@ -178,6 +192,7 @@ class Config:
     """Store URL: sqlite:///PATH or postgresql://...; default: hub.db in the user data dir."""
     server: ServerConfig = field(default_factory=ServerConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
     sharing: SharingConfig = field(default_factory=SharingConfig)
     learning: LearningConfig = field(default_factory=LearningConfig)
     peers: dict[str, Any] = field(default_factory=dict)

@@ -55,7 +55,7 @@ class Hub:
         self.samples = Samples(store)
         self.models = Models(store, self.learning)
         self.continuous = Continuous(self)
-        self.embed = Embeddings(store, self.jobs)
+        self.embed = Embeddings(store, self.jobs, config.embed.approximate_above)
         sharing = config.sharing
         self.examples = Examples(
             store, self.jobs, self.embed, sharing.model, backup=sharing.backup is not None

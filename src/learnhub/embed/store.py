@@ -232,7 +232,7 @@ class _Index:
 class Embeddings:
     """``hub.embed``: persisted embeddings of texts by ref, and exact search over them."""
 
-    def __init__(self, store: Store, jobs: Jobs) -> None:
+    def __init__(self, store: Store, jobs: Jobs, approximate_above: int = 200_000) -> None:
         self.store = store
         self._jobs = jobs
         for task in related_flow.TASKS:  # embed, similar, rerank: the related-items flow
@@ -242,7 +242,7 @@ class Embeddings:
         self.recount_seconds = 1.0
         # Models with at least this many vectors are searched through the approximate index
         # (when faiss is installed): exact search stays under 20 ms up to about here.
-        self.approximate_above = 200_000
+        self.approximate_above = approximate_above
 
     def close(self) -> None:
         """Drop the in-memory indexes (their memory-mapped files go with them)."""
