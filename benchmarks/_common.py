@@ -10,11 +10,16 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 import learnhub
+from learnhub.store.base import redact
 
 
 @contextlib.contextmanager
@@ -67,6 +72,35 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+class Rounds:
+    """``for r in Rounds(...)``: up to ``rounds`` rounds, stopped with a note in ``notes``
+    when another would end past ``budget`` s after ``started``. The projection uses the
+    fastest round so far: one slowed by a noisy neighbour should not cost the run its median."""
+
+    def __init__(self, rounds: int, budget: float, started: float, notes: list[str]) -> None:
+        self.rounds = rounds
+        self.budget = budget
+        self.started = started
+        self.notes = notes
+        self.done = 0
+
+    def __iter__(self) -> Iterator[int]:
+        fastest = float("inf")
+        for r in range(self.rounds):
+            round_start = time.perf_counter()
+            yield r
+            self.done += 1
+            now = time.perf_counter()
+            fastest = min(fastest, now - round_start)
+            if r + 1 < self.rounds and now - self.started + fastest > self.budget:
+                self.notes.append(
+                    f"stopped after {self.done} of {self.rounds} rounds: another would pass "
+                    f"--budget {self.budget:g}s"
+                )
+                Console(stderr=True).print(f"[yellow]{self.notes[-1]}[/]")
+                return
+
+
 class PgSchemas:
     """Schemas a benchmark makes in one PostgreSQL database, each seen alone through the URL
     ``url(name)`` returns, all dropped by ``close()``."""
@@ -79,20 +113,27 @@ class PgSchemas:
         self.admin = psycopg.connect(url, autocommit=True, connect_timeout=5)
         self.made: set[str] = set()
 
-    def url(self, name: str) -> str:
-        """A fresh schema ``name`` and a URL whose connections see only it."""
+    def schema(self, name: str) -> str:
+        """A fresh schema ``name``; its full name, for drivers that take a search_path."""
         schema = f"{self.prefix}_{name}"
         self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         self.admin.execute(f'CREATE SCHEMA "{schema}"')
         self.made.add(schema)
+        return schema
+
+    def url(self, name: str) -> str:
+        """A fresh schema ``name`` and a URL whose connections see only it."""
+        schema = self.schema(name)
         sep = "&" if "?" in self.base_url else "?"
         return f"{self.base_url}{sep}options=-csearch_path%3D{schema}"
 
     def drop(self, *names: str) -> None:
+        """Drop those of ``names`` that were made (a name may also tag a SQLite run)."""
         for name in names:
             schema = f"{self.prefix}_{name}"
-            self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            self.made.discard(schema)
+            if schema in self.made:
+                self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                self.made.discard(schema)
 
     def close(self) -> None:
         if self.made:
@@ -106,16 +147,25 @@ class PgSchemas:
         self.admin.close()
 
 
-def pg_schemas(url: str, prefix: str) -> tuple[PgSchemas | None, str | None]:
-    """Schemas on the server at ``url``, or None and why not (a note for the output)."""
+def postgres_schemas(url: str, prefix: str, skip: bool, notes: list[str]) -> PgSchemas | None:
+    """Schemas on the server at ``url`` for the PostgreSQL rows, or None and a note in
+    ``notes`` that says why they are left out (``skip``: --no-postgres; or the server cannot
+    be reached, which is also printed at once, as the run goes on without it)."""
+    if skip:
+        notes.append("PostgreSQL skipped (--no-postgres)")
+        return None
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        return None, "psycopg is not installed (pip install 'learnhub[postgres]')"
-    try:
-        return PgSchemas(url, prefix), None
-    except Exception as exc:  # unreachable, auth, no such database ...
-        return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        why = "psycopg is not installed (pip install 'learnhub[postgres]')"
+    else:
+        try:
+            return PgSchemas(url, prefix)
+        except Exception as exc:  # unreachable, auth, no such database ...
+            why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+    notes.append(f"PostgreSQL skipped: cannot connect to {redact(url)} ({why})")
+    Console(stderr=True).print(f"[yellow]{notes[-1]}[/]")
+    return None
 
 
 def accepts(sock: Path) -> bool:
@@ -141,3 +191,53 @@ def terminate(popen: subprocess.Popen[bytes], name: str, timeout: float) -> int:
                 popen.kill()
             popen.wait()
     return popen.returncode
+
+
+@dataclass
+class Server:
+    """A server process a benchmark started, its log, and its exit code once stopped."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    exit_code: int | None = None
+
+    def tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def start_server(name: str, argv: list[str], sock: Path, workdir: Path, timeout: float) -> Server:
+    """Start ``argv`` in ``workdir`` (output to ``<name>.log`` there), in its own session
+    (so a Ctrl-C reaches only the benchmark, which stops it in order), and wait up to
+    ``timeout`` s until ``sock`` accepts connections."""
+    log = workdir / f"{name}.log"
+    with open(log, "wb") as out:
+        popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            start_new_session=True,
+        )
+    server = Server(name, popen, log)
+    deadline = time.monotonic() + timeout
+    while True:
+        if popen.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with code {popen.returncode} before accepting connections:\n"
+                + server.tail()
+            )
+        if accepts(sock):
+            return server
+        if time.monotonic() > deadline:
+            stop_server(server)
+            raise RuntimeError(f"{name} did not accept on {sock} within {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def stop_server(server: Server, timeout: float = 15.0) -> None:
+    """terminate() it, keeping the exit code to report (learnhub should exit 0 on SIGTERM)."""
+    server.exit_code = terminate(server.popen, server.name, timeout)

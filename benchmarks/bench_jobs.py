@@ -55,13 +55,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import learnhub_commit, terminate_as_interrupt, version
+from _common import (
+    PgSchemas,
+    Rounds,
+    learnhub_commit,
+    postgres_schemas,
+    terminate_as_interrupt,
+    version,
+)
 from rich.console import Console
 from rich.table import Table
 
 import learnhub
 from learnhub.jobs import Worker
-from learnhub.store.base import redact
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 TASK = "bench_noop"
@@ -197,53 +203,23 @@ class Databases:
     """Fresh databases: SQLite files in a temp dir; PostgreSQL schemas, dropped afterwards
     (also on Ctrl-C)."""
 
-    def __init__(self, tmp: Path, pg_url: str | None) -> None:
+    def __init__(self, tmp: Path, pg: PgSchemas | None) -> None:
         self.tmp = tmp
-        self.pg_url = pg_url
-        self.prefix = f"lhbench_jobs_{os.getpid()}"
-        self.schemas: set[str] = set()
-        self.admin: Any = None
-        if pg_url is not None:
-            import psycopg
+        self._pg = pg
 
-            self.admin = psycopg.connect(pg_url, autocommit=True, connect_timeout=5)
+    @property
+    def pg(self) -> PgSchemas:
+        assert self._pg is not None  # systems on PostgreSQL run only when it is reachable
+        return self._pg
 
     def sqlite_url(self, tag: str) -> str:
         return f"sqlite:///{self.tmp / f'{tag}.db'}"
 
-    def schema(self, tag: str) -> str:
-        schema = f"{self.prefix}_{tag}"
-        self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        self.admin.execute(f'CREATE SCHEMA "{schema}"')
-        self.schemas.add(schema)
-        return schema
-
-    def pg_schema_url(self, schema: str) -> str:
-        assert self.pg_url is not None
-        sep = "&" if "?" in self.pg_url else "?"
-        return f"{self.pg_url}{sep}options=-csearch_path%3D{schema}"
-
     def drop(self, tag: str) -> None:
-        schema = f"{self.prefix}_{tag}"
-        if schema in self.schemas:
-            self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            self.schemas.discard(schema)
+        if self._pg is not None:
+            self._pg.drop(tag)
         for path in self.tmp.glob(f"{tag}.db*"):
             path.unlink()
-
-    def close(self) -> None:
-        if self.admin is None:
-            return
-        if self.schemas:
-            import psycopg
-
-            # The admin connection may have been interrupted mid-query: use a fresh one.
-            assert self.pg_url is not None
-            with psycopg.connect(self.pg_url, autocommit=True, connect_timeout=5) as conn:
-                for schema in list(self.schemas):
-                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                    self.schemas.discard(schema)
-        self.admin.close()
 
 
 # --- systems ----------------------------------------------------------------------------
@@ -278,7 +254,7 @@ class Learnhub(System):
     def _url(self, tag: str) -> str:
         if self.backend == "SQLite":
             return self.dbs.sqlite_url(tag)
-        return self.dbs.pg_schema_url(self.dbs.schema(tag))
+        return self.dbs.pg.url(tag)
 
     def throughput(self, n: int, concurrency: int, batch: int, tag: str) -> Run:
         counter = InFlight()
@@ -388,7 +364,7 @@ class Procrastinate(System):
         counter = InFlight()
 
         async def run() -> tuple[float, float, int]:
-            url = self.dbs.pg_schema_url(self.dbs.schema(tag))
+            url = self.dbs.pg.url(tag)
             app, noop = self._app(url, concurrency, counter)
             async with app.open_async():
                 await app.schema_manager.apply_schema_async()
@@ -411,7 +387,7 @@ class Procrastinate(System):
 
     def enqueue_single(self, n: int, tag: str) -> float:
         async def run() -> float:
-            app, noop = self._app(self.dbs.pg_schema_url(self.dbs.schema(tag)), 1)
+            app, noop = self._app(self.dbs.pg.url(tag), 1)
             async with app.open_async():
                 await app.schema_manager.apply_schema_async()
                 t0 = time.perf_counter()
@@ -428,7 +404,7 @@ class Procrastinate(System):
         async def run() -> list[tuple[float, float]]:
             import procrastinate
 
-            url = self.dbs.pg_schema_url(self.dbs.schema(tag))
+            url = self.dbs.pg.url(tag)
             app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
             started: dict[int, float] = {}
             event = asyncio.Event()
@@ -480,8 +456,7 @@ class PgQueuer(System):
         import asyncpg
         from pgqueuer import AsyncpgDriver, Queries
 
-        assert self.dbs.pg_url is not None
-        conn = await asyncpg.connect(self.dbs.pg_url, server_settings={"search_path": schema})
+        conn = await asyncpg.connect(self.dbs.pg.base_url, server_settings={"search_path": schema})
         return conn, Queries(AsyncpgDriver(conn))
 
     def throughput(self, n: int, concurrency: int, batch: int, tag: str) -> Run:
@@ -491,7 +466,7 @@ class PgQueuer(System):
         counter = InFlight()
 
         async def run() -> tuple[float, float, int, int]:
-            conn, queries = await self._queries(self.dbs.schema(tag))
+            conn, queries = await self._queries(self.dbs.pg.schema(tag))
             try:
                 await queries.install()
                 qm = QueueManager(queries)
@@ -527,7 +502,7 @@ class PgQueuer(System):
 
     def enqueue_single(self, n: int, tag: str) -> float:
         async def run() -> float:
-            conn, queries = await self._queries(self.dbs.schema(tag))
+            conn, queries = await self._queries(self.dbs.pg.schema(tag))
             try:
                 await queries.install()
                 t0 = time.perf_counter()
@@ -546,7 +521,7 @@ class PgQueuer(System):
         from pgqueuer import QueueManager
 
         async def run() -> list[tuple[float, float]]:
-            schema = self.dbs.schema(tag)
+            schema = self.dbs.pg.schema(tag)
             wconn, wqueries = await self._queries(schema)
             pconn, pqueries = await self._queries(schema)  # the producer's own connection
             started: dict[int, float] = {}
@@ -648,35 +623,20 @@ def main(argv: list[str] | None = None) -> int:
     cells: dict[tuple[str, int], Cell] = {}
     single: dict[str, list[float]] = {}
     latency: dict[str, dict[str, Any]] = {}
-    rounds_done = 0
-    fastest = float("inf")
     started = time.perf_counter()
+    schedule = Rounds(rounds, args.budget, started, notes)
 
     with terminate_as_interrupt(), contextlib.ExitStack() as stack:
         tmp = Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="lh-bench-jobs-", dir=args.dir))
         )
-        pg_url = None
-        if args.no_postgres:
-            notes.append("PostgreSQL skipped (--no-postgres)")
-        else:
-            try:
-                import psycopg
-
-                psycopg.connect(args.postgres, connect_timeout=5).close()
-                pg_url = args.postgres
-            except Exception as exc:  # not installed, unreachable, auth ...
-                why = str(exc).strip().splitlines()[0] if str(exc) else ""
-                notes.append(
-                    f"PostgreSQL skipped: cannot connect to {redact(args.postgres)} "
-                    f"({type(exc).__name__}: {why})"
-                )
-                err.print(f"[yellow]{notes[-1]}[/]")
-        dbs = Databases(tmp, pg_url)
-        stack.callback(dbs.close)
+        pg = postgres_schemas(args.postgres, "lhbench_jobs", args.no_postgres, notes)
+        if pg is not None:
+            stack.callback(pg.close)
+        dbs = Databases(tmp, pg)
 
         systems: list[System] = [Learnhub(dbs, "SQLite")]
-        if pg_url is not None:
+        if pg is not None:
             systems.append(Learnhub(dbs, "PostgreSQL"))
             if not args.no_peers:
                 found, why = peers_available()
@@ -688,9 +648,8 @@ def main(argv: list[str] | None = None) -> int:
                 if "pgqueuer" in found:
                     systems.append(PgQueuer(dbs))
 
-        for r in range(rounds):
+        for r in schedule:
             err.print(f"round {r + 1}/{rounds} (n={n}) ...")
-            round_start = time.perf_counter()
             # Concurrency outermost, systems innermost: noise hits every system alike.
             for workers in args.workers:
                 for i, system in enumerate(systems):
@@ -709,16 +668,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"  {system.label}: enqueue, one call per job, {n_single / seconds:,.0f}/s",
                     soft_wrap=True,
                 )
-            rounds_done += 1
-            now = time.perf_counter()
-            fastest = min(fastest, now - round_start)
-            if r + 1 < rounds and now - started + fastest > args.budget:
-                notes.append(
-                    f"stopped after {rounds_done} of {rounds} rounds: another would pass "
-                    f"--budget {args.budget:g}s"
-                )
-                err.print(f"[yellow]{notes[-1]}[/]")
-                break
 
         err.print(f"idle pick-up latency, {samples} samples each ...")
         for i, system in enumerate(systems):
@@ -784,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": n,
         "batch": args.batch,
         "single_n": n_single,
-        "rounds": rounds_done,
+        "rounds": schedule.done,
         "workers": args.workers,
         "latency_samples": samples,
         "latency_concurrency": LATENCY_CONCURRENCY,

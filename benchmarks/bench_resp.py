@@ -27,7 +27,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from _common import accepts, terminate, terminate_as_interrupt
+from _common import Server, start_server, stop_server, terminate_as_interrupt
 from rich.console import Console
 from rich.table import Table
 
@@ -50,58 +49,8 @@ PAYLOAD_SIZE = 1024
 KEY = "bench/lookup"
 DEFAULT_REDIS = "/usr/bin/redis-server"
 START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
 
 err = Console(stderr=True)
-
-
-# --- processes --------------------------------------------------------------------------
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    exit_code: int | None = None
-
-    def tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-
-def start(name: str, argv: list[str], sock: Path, workdir: Path) -> Proc:
-    """Start ``argv`` in its own session (so a Ctrl-C reaches only us and we stop it in
-    order) and wait until ``sock`` accepts connections."""
-    log = workdir / f"{name}.log"
-    with open(log, "wb") as out:
-        popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            start_new_session=True,
-        )
-    proc = Proc(name, popen, log)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if popen.poll() is not None:
-            raise RuntimeError(
-                f"{name} exited with code {popen.returncode} before accepting connections:\n"
-                + proc.tail()
-            )
-        if accepts(sock):
-            return proc
-        if time.monotonic() > deadline:
-            stop(proc)
-            raise RuntimeError(f"{name} did not accept on {sock} within {START_TIMEOUT_S:.0f}s")
-        time.sleep(0.05)
-
-
-def stop(proc: Proc) -> None:
-    proc.exit_code = terminate(proc.popen, proc.name, STOP_TIMEOUT_S)
 
 
 # --- measuring --------------------------------------------------------------------------
@@ -186,7 +135,7 @@ def connection_facts(client: redis.Redis) -> dict[str, Any]:
         client.connection_pool.release(conn)
 
 
-def setup_learnhub(tmp: Path, resp: int | None) -> tuple[Proc, redis.Redis, dict[str, Any]]:
+def setup_learnhub(tmp: Path, resp: int | None) -> tuple[Server, redis.Redis, dict[str, Any]]:
     import learnhub
 
     sock = tmp / "learnhub.sock"
@@ -200,7 +149,7 @@ def setup_learnhub(tmp: Path, resp: int | None) -> tuple[Proc, redis.Redis, dict
         "--socket",
         str(sock),
     ]
-    proc = start("learnhub", argv, sock, tmp)
+    proc = start_server("learnhub", argv, sock, tmp, START_TIMEOUT_S)
     with learnhub.connect(socket=sock) as lh:
         lh.store(KEY, {"data.bin": os.urandom(PAYLOAD_SIZE)}, 0.5, {"lr": "0.01", "arch": "mlp"})
     client = redis.Redis(unix_socket_path=str(sock), protocol=resp)
@@ -214,7 +163,7 @@ def setup_learnhub(tmp: Path, resp: int | None) -> tuple[Proc, redis.Redis, dict
 
 def setup_redis(
     tmp: Path, binary: str, resp: int | None
-) -> tuple[Proc, redis.Redis, dict[str, Any]]:
+) -> tuple[Server, redis.Redis, dict[str, Any]]:
     rdir = tmp / "redis"
     rdir.mkdir()
     sock = rdir / "redis.sock"
@@ -237,7 +186,7 @@ def setup_redis(
         "--logfile",
         "",
     ]
-    proc = start("redis-server", argv, sock, rdir)
+    proc = start_server("redis-server", argv, sock, rdir, START_TIMEOUT_S)
     client = redis.Redis(unix_socket_path=str(sock), protocol=resp)
     client.set(KEY, os.urandom(PAYLOAD_SIZE))
     assert len(client.get(KEY)) == PAYLOAD_SIZE
@@ -268,12 +217,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with terminate_as_interrupt(), contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lh-bench-resp-")))
-        procs: list[Proc] = []
+        procs: list[Server] = []
 
         @stack.callback
         def _stop_all() -> None:
             for proc in reversed(procs):
-                stop(proc)
+                stop_server(proc)
 
         servers: dict[str, dict[str, Op]] = {}
         facts: dict[str, Any] = {}

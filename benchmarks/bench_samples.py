@@ -59,7 +59,7 @@ from _common import (
     PgSchemas,
     cpu_model,
     learnhub_commit,
-    pg_schemas,
+    postgres_schemas,
     terminate_as_interrupt,
     version,
 )
@@ -67,7 +67,6 @@ from rich.console import Console
 from rich.table import Table
 
 import learnhub
-from learnhub.store.base import redact
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 FEATURES = [f"f{i}" for i in range(8)]
@@ -104,8 +103,6 @@ class Backend:
     def baseline(self, url: str) -> Baseline: ...
 
     def cleanup(self, tag: str) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class Baseline:
@@ -251,14 +248,6 @@ class PostgresBackend(Backend):
 
     def cleanup(self, tag: str) -> None:
         self.schemas.drop(tag)
-
-    def close(self) -> None:
-        self.schemas.close()
-
-
-def postgres_backend(url: str) -> tuple[PostgresBackend | None, str | None]:
-    schemas, why = pg_schemas(url, "lhbench_samples")
-    return (PostgresBackend(schemas) if schemas else None), why
 
 
 # --- measurements -----------------------------------------------------------------------
@@ -418,18 +407,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         backends.append(SQLiteBackend(tmp))
-        if args.no_postgres:
-            notes.append("PostgreSQL skipped (--no-postgres)")
-        else:
-            pg, why = postgres_backend(args.postgres)
-            if pg is None:
-                notes.append(
-                    f"PostgreSQL skipped: cannot connect to {redact(args.postgres)} ({why})"
-                )
-                err.print(f"[yellow]{notes[-1]}[/]")
-            else:
-                stack.callback(pg.close)
-                backends.append(pg)
+        schemas = postgres_schemas(args.postgres, "lhbench_samples", args.no_postgres, notes)
+        if schemas is not None:
+            stack.callback(schemas.close)
+            backends.append(PostgresBackend(schemas))
 
         for backend in backends:
             samples: dict[str, list[tuple[float, float]]] = {}

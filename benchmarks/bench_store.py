@@ -44,12 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import PgSchemas, pg_schemas, terminate_as_interrupt
+from _common import PgSchemas, Rounds, postgres_schemas, terminate_as_interrupt
 from rich.console import Console
 from rich.table import Table
 
 import learnhub
-from learnhub.store.base import redact
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 PAYLOAD_SIZE = 1024
@@ -149,43 +148,25 @@ class Backend:
 
     def cleanup(self, tag: str) -> None: ...
 
-    def close(self) -> None: ...
 
-
-class Bare:
-    """The baseline: a one-table schema on the bare database."""
-
-    def insert(self, item: Item, version: str) -> None: ...
-
-    def best(self, key: str) -> Any: ...
-
-    def close(self) -> None: ...
-
-
+BARE_INSERT = (
+    "INSERT INTO artifacts (key, version, metric, attrs, created_ns, data) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
+)
 BARE_LOOKUP = (
     "SELECT version, metric, attrs, created_ns, data FROM artifacts "
     "WHERE key = {p} ORDER BY metric ASC, created_ns DESC LIMIT 1"
 )
 
 
-class SQLiteBare(Bare):
-    def __init__(self, path: Path) -> None:
-        # isolation_level=None: every INSERT is its own (implicit) transaction and commit.
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = FULL")
-        self.conn.executescript("""
-            CREATE TABLE artifacts (
-                key TEXT NOT NULL, version TEXT NOT NULL, metric REAL NOT NULL,
-                attrs TEXT NOT NULL, created_ns INTEGER NOT NULL, data BLOB NOT NULL,
-                PRIMARY KEY (key, version));
-            CREATE INDEX artifacts_best ON artifacts (key, metric, created_ns DESC);
-        """)
-        self._insert = (
-            "INSERT INTO artifacts (key, version, metric, attrs, created_ns, data) "
-            "VALUES (?, ?, ?, ?, ?, ?)"
-        )
-        self._lookup = BARE_LOOKUP.format(p="?")
+class Bare:
+    """The baseline: a one-table schema on the bare database, through ``conn``, a DB-API
+    connection whose driver takes ``p`` as its placeholder (a subclass makes the table)."""
+
+    def __init__(self, conn: Any, p: str) -> None:
+        self.conn = conn
+        self._insert = BARE_INSERT.format(p=p)
+        self._lookup = BARE_LOOKUP.format(p=p)
 
     def insert(self, item: Item, version: str) -> None:
         self.conn.execute(
@@ -198,6 +179,22 @@ class SQLiteBare(Bare):
 
     def close(self) -> None:
         self.conn.close()
+
+
+class SQLiteBare(Bare):
+    def __init__(self, path: Path) -> None:
+        # isolation_level=None: every INSERT is its own (implicit) transaction and commit.
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.executescript("""
+            CREATE TABLE artifacts (
+                key TEXT NOT NULL, version TEXT NOT NULL, metric REAL NOT NULL,
+                attrs TEXT NOT NULL, created_ns INTEGER NOT NULL, data BLOB NOT NULL,
+                PRIMARY KEY (key, version));
+            CREATE INDEX artifacts_best ON artifacts (key, metric, created_ns DESC);
+        """)
+        super().__init__(conn, "?")
 
 
 class SQLiteBackend(Backend):
@@ -221,30 +218,14 @@ class PostgresBare(Bare):
     def __init__(self, url: str) -> None:
         import psycopg
 
-        self.conn = psycopg.connect(url, autocommit=True)
-        self.conn.execute("""
+        conn = psycopg.connect(url, autocommit=True)
+        conn.execute("""
             CREATE TABLE artifacts (
                 key TEXT NOT NULL, version TEXT NOT NULL, metric DOUBLE PRECISION NOT NULL,
                 attrs TEXT NOT NULL, created_ns BIGINT NOT NULL, data BYTEA NOT NULL,
                 PRIMARY KEY (key, version))""")
-        self.conn.execute("CREATE INDEX artifacts_best ON artifacts (key, metric, created_ns DESC)")
-        self._insert = (
-            "INSERT INTO artifacts (key, version, metric, attrs, created_ns, data) "
-            "VALUES (%s, %s, %s, %s, %s, %s)"
-        )
-        self._lookup = BARE_LOOKUP.format(p="%s")
-
-    def insert(self, item: Item, version: str) -> None:
-        self.conn.execute(
-            self._insert,
-            (item.key, version, item.metric, item.attrs_json, time.time_ns(), item.data),
-        )
-
-    def best(self, key: str) -> Any:
-        return self.conn.execute(self._lookup, (key,)).fetchone()
-
-    def close(self) -> None:
-        self.conn.close()
+        conn.execute("CREATE INDEX artifacts_best ON artifacts (key, metric, created_ns DESC)")
+        super().__init__(conn, "%s")
 
 
 class PostgresBackend(Backend):
@@ -261,14 +242,6 @@ class PostgresBackend(Backend):
 
     def cleanup(self, tag: str) -> None:
         self.schemas.drop(f"hub_{tag}", f"bare_{tag}")
-
-    def close(self) -> None:
-        self.schemas.close()
-
-
-def postgres_backend(url: str) -> tuple[PostgresBackend | None, str | None]:
-    schemas, why = pg_schemas(url, "lhbench")
-    return (PostgresBackend(schemas) if schemas else None), why
 
 
 # --- one round --------------------------------------------------------------------------
@@ -374,47 +347,25 @@ def main(argv: list[str] | None = None) -> int:
     cells: dict[tuple[str, str, str], Cell] = {}
     notes: list[str] = []
     backends: list[Backend] = []
-    rounds_done = 0
-    fastest = float("inf")
     started = time.perf_counter()
+    schedule = Rounds(args.rounds, args.budget, started, notes)
 
     with terminate_as_interrupt(), contextlib.ExitStack() as stack:
         tmp = Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="lh-bench-store-", dir=args.dir))
         )
         backends.append(SQLiteBackend(tmp))
-        if args.no_postgres:
-            notes.append("PostgreSQL skipped (--no-postgres)")
-        else:
-            pg, why = postgres_backend(args.postgres)
-            if pg is None:
-                notes.append(
-                    f"PostgreSQL skipped: cannot connect to {redact(args.postgres)} ({why})"
-                )
-                err.print(f"[yellow]{notes[-1]}[/]")
-            else:
-                stack.callback(pg.close)
-                backends.append(pg)
+        schemas = postgres_schemas(args.postgres, "lhbench", args.no_postgres, notes)
+        if schemas is not None:
+            stack.callback(schemas.close)
+            backends.append(PostgresBackend(schemas))
 
-        for r in range(args.rounds):
+        for r in schedule:
             err.print(f"round {r + 1}/{args.rounds} (n={n}) ...")
-            round_start = time.perf_counter()
             for backend in backends:
                 t0 = time.perf_counter()
                 run_round(backend, f"r{r}", distinct, one, lookup_budget, cells)
                 err.print(f"  {backend.name}: {time.perf_counter() - t0:.1f} s")
-            rounds_done += 1
-            now = time.perf_counter()
-            # Project with the fastest round so far: one slowed by a noisy neighbour
-            # should not cost the run its median.
-            fastest = min(fastest, now - round_start)
-            if r + 1 < args.rounds and now - started + fastest > args.budget:
-                notes.append(
-                    f"stopped after {rounds_done} of {args.rounds} rounds: another "
-                    f"would pass --budget {args.budget:g}s"
-                )
-                err.print(f"[yellow]{notes[-1]}[/]")
-                break
 
     results = []
     for backend in backends:
@@ -433,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     meta = {
         "n": n,
-        "rounds": rounds_done,
+        "rounds": schedule.done,
         "lookup_budget_s": lookup_budget,
         "payload_bytes": PAYLOAD_SIZE,
         "seconds": time.perf_counter() - started,
