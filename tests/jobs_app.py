@@ -12,7 +12,9 @@ runs it again: the at-least-once case the crash test counts.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -20,6 +22,8 @@ import learnhub
 from learnhub.jobs import JobContext, PermanentError
 
 hub = learnhub.open()
+# A worker that hangs can be asked where: the crash test sends SIGUSR1 before giving up.
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 # Not a Hub: for the CLI test of a wrong --app attribute.
 notahub = "a string, not a hub"

@@ -11,6 +11,7 @@ many there were.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -93,6 +94,20 @@ class WorkerProcess:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        """SIGTERM, and its exit code; if it does not exit, fail with its threads' stacks
+        (jobs_app dumps them on SIGUSR1)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)  # the dump's time to reach the log
+            raise AssertionError(
+                f"worker {self.pid} did not stop within 60 s of SIGTERM:\n{self.output()}"
+            ) from None
 
 
 @pytest.fixture
@@ -255,9 +270,7 @@ def test_sigkilled_workers_lose_no_job(
 
     # The survivors stop cleanly on SIGTERM.
     for w in slots:
-        w.proc.send_signal(signal.SIGTERM)
-    for w in slots:
-        assert w.proc.wait(timeout=60) == 0, w.output()
+        assert w.stop() == 0, w.output()
 
     report = {
         "backend": backend,

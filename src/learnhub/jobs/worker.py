@@ -415,13 +415,23 @@ def run_worker(worker: Worker) -> None:
         worker.run()
         return
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # The handler runs on this thread between any two bytecodes, possibly while the worker
+    # loop holds the lock inside its wake-up Event, so setting that Event from the handler
+    # could deadlock: the handler only writes to a pipe, and a thread of its own stops.
+    read_fd, write_fd = os.pipe()
 
     def graceful(signum: int, frame: Any) -> None:
-        log.info("stopping after the running jobs finish (again to abandon them)")
-        worker.stop()
+        os.write(write_fd, b"x")
         for s, handler in previous.items():
             signal.signal(s, handler)
 
+    def stop_on_signal() -> None:
+        if os.read(read_fd, 1):
+            log.info("stopping after the running jobs finish (again to abandon them)")
+            worker.stop()
+
+    stopper = threading.Thread(target=stop_on_signal, name="learnhub-worker-signal")
+    stopper.start()
     for s in previous:
         signal.signal(s, graceful)
     try:
@@ -429,6 +439,9 @@ def run_worker(worker: Worker) -> None:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        os.close(write_fd)  # the stopper reads the end of the pipe and returns
+        stopper.join()
+        os.close(read_fd)
 
 
 def _describe(exc: BaseException) -> str:
