@@ -325,16 +325,20 @@ class Embeddings:
             tx.one("embed_lock")
             newest = tx.one("embed_max_ns", model=embedder.name)
             now = max(time.time_ns(), int((newest or {}).get("ns") or 0) + 1)
-            for i, (ref, content_hash, vec) in enumerate(rows):
-                tx.execute(
-                    "embed_put",
-                    model=embedder.name,
-                    ref=ref,
-                    hash=content_hash,
-                    dim=embedder.dim,
-                    vector=vec.astype("<f4").tobytes(),
-                    updated_ns=now + i,
-                )
+            tx.execute_many(
+                "embed_put",
+                [
+                    {
+                        "model": embedder.name,
+                        "ref": ref,
+                        "hash": content_hash,
+                        "dim": embedder.dim,
+                        "vector": vec.astype("<f4").tobytes(),
+                        "updated_ns": now + i,
+                    }
+                    for i, (ref, content_hash, vec) in enumerate(rows)
+                ],
+            )
 
     def delete(self, ref: str, model: str | None = None) -> bool:
         """Forget ``ref``'s embedding under ``model``; True if there was one."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 from functools import cache
 from importlib import resources
 from typing import Any, Protocol
@@ -29,6 +29,11 @@ class Tx:
 
     def execute(self, query: str, /, **params: Any) -> int:
         return self.conn.execute(self._queries[query], params).rowcount
+
+    def execute_many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """One query for many rows (PostgreSQL sends them in one pipeline)."""
+        with closing(self.conn.cursor()) as cur:
+            cur.executemany(self._queries[query], rows)
 
     def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
         row = self.conn.execute(self._queries[query], params).fetchone()
