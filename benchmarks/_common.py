@@ -21,6 +21,8 @@ from rich.console import Console
 import learnhub
 from learnhub.store.base import redact
 
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:

@@ -27,6 +27,10 @@ Three parts (``--parts``, all by default):
              tell little about an approximate index. Baseline for exact: the NumPy one
              writes first (scores = matrix @ q; argsort(-scores)[:10]); for approximate:
              exact.
+    write    vectors/s of hub.embed.put_vectors on SQLite and PostgreSQL (--postgres, unless
+             --no-postgres), --write-vectors (20,000) unit vectors in calls of 1,000, a fresh
+             store each round. Baseline: the bare driver (sqlite3, psycopg) writing the same
+             rows into a two-column table, executemany and an unsynced commit per 1,000.
     related  wall time of the related-items flow for one meeting of --meeting (20)
              discussions against a history of --history (5,000) discussions, minilm with
              rerank_template="strip_header", k=5: hub.embed.related(...) + a burst worker
@@ -77,7 +81,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
-from _common import cpu_model, learnhub_commit, terminate_as_interrupt, version
+from _common import (
+    DEFAULT_POSTGRES,
+    cpu_model,
+    learnhub_commit,
+    postgres_schemas,
+    terminate_as_interrupt,
+    version,
+)
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
@@ -106,6 +117,7 @@ CENTROIDS = 2048  # subtopics
 TOPIC_NOISE = 0.068
 NOISE = 0.045
 PUT_BATCH = 10_000
+WRITE_BATCH = 1_000
 K = 10
 RELATED_K = 5
 BASELINE_CANDIDATES = 3 * RELATED_K  # what the baseline re-embeds and reranks, per item
@@ -579,6 +591,78 @@ def flow_breakdown(hub: Any, flow_id: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def write_part(args: argparse.Namespace, tmp: Path, notes: list[str]) -> list[dict]:
+    """put_vectors on SQLite and PostgreSQL, beside the bare driver writing the same rows."""
+    rng = np.random.default_rng(7)
+    vecs = rng.standard_normal((args.write_vectors, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    batches = [
+        {f"w{i}": vecs[i] for i in range(lo, min(lo + WRITE_BATCH, len(vecs)))}
+        for lo in range(0, len(vecs), WRITE_BATCH)
+    ]
+
+    # The bare side commits as learnhub's vector writes do: without waiting for the disk.
+    def sqlite_bare(name: str) -> Any:
+        conn = sqlite3.connect(tmp / f"{name}-bare.db")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    stores: list[tuple[str, Callable[[str], str], Callable[[str], Any], str]] = [
+        ("SQLite", lambda name: f"sqlite:///{tmp / name}.db", sqlite_bare, "?")
+    ]
+    schemas = postgres_schemas(args.postgres, "lhbench_embed", args.no_postgres, notes)
+    if schemas is not None:
+        import psycopg
+
+        def pg_bare(name: str) -> Any:
+            conn = psycopg.connect(schemas.url(f"{name}_bare"))
+            conn.execute("SET synchronous_commit = off")
+            return conn
+
+        stores.append(("PostgreSQL", lambda name: schemas.url(name), pg_bare, "%s"))
+    rows = []
+    try:
+        for backend, hub_url, bare_connect, p in stores:
+            rates: dict[str, list[float]] = {"learnhub": [], "bare": []}
+            for r in range(args.rounds):
+                err.print(f"write: {backend} round {r + 1}/{args.rounds} ...")
+                with learnhub.open(hub_url(f"write{r}")) as hub:
+                    s, _ = timed(
+                        lambda hub=hub: [hub.embed.put_vectors(b, "minilm") for b in batches]
+                    )
+                    rates["learnhub"].append(len(vecs) / s)
+                conn = bare_connect(f"write{r}")
+                try:
+                    conn.execute("CREATE TABLE v (ref TEXT PRIMARY KEY, vector BYTEA NOT NULL)")
+                    conn.commit()
+                    sql = f"INSERT INTO v VALUES ({p}, {p})"
+
+                    def bare(conn: Any = conn, sql: str = sql) -> None:
+                        for b in batches:
+                            cur = conn.cursor()
+                            cur.executemany(
+                                sql, [(k, v.astype("<f4").tobytes()) for k, v in b.items()]
+                            )
+                            cur.close()
+                            conn.commit()
+
+                    s, _ = timed(bare)
+                    rates["bare"].append(len(vecs) / s)
+                finally:
+                    conn.close()
+            lh, bl = (statistics.median(rates[k]) for k in ("learnhub", "bare"))
+            rows.append(
+                {"backend": backend, "vectors": len(vecs), "batch": WRITE_BATCH,
+                 "learnhub_vectors_s": lh, "bare_vectors_s": bl, "ratio": lh / bl,
+                 "rounds": rates}
+            )  # fmt: skip
+    finally:
+        if schemas is not None:
+            schemas.close()
+    return rows
+
+
 def related_part(args: argparse.Namespace, tmp: Path, texts: Texts, notes: list[str]) -> dict:
     if not minilm_installed():
         notes.append("related skipped: minilm is not installed")
@@ -715,7 +799,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run (~2 min)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
-        "--parts", default="embed,search,related", help="parts to run [embed,search,related]"
+        "--parts",
+        default="embed,search,write,related",
+        help="parts to run [embed,search,write,related]",
     )
     parser.add_argument("--rounds", type=int, help="rounds of embed and related [3; quick: 1]")
     parser.add_argument(
@@ -745,12 +831,22 @@ def main(argv: list[str] | None = None) -> int:
         default=BASELINE_CANDIDATES,
         help="candidates the related baseline re-embeds per item [%(default)s]",
     )
+    parser.add_argument(
+        "--write-vectors", type=int, help="vectors the write part stores [20000; quick: 5000]"
+    )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=os.environ.get("LEARNHUB_TEST_POSTGRES", DEFAULT_POSTGRES),
+        help="PostgreSQL URL of the write part [$LEARNHUB_TEST_POSTGRES or %(default)s]",
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="write part: SQLite only")
     parser.add_argument("--dir", type=Path, help="where the SQLite files go [a temp dir]")
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = set(parts) - {"embed", "search", "related"}
+    unknown = set(parts) - {"embed", "search", "write", "related"}
     if unknown or not parts:
-        parser.error(f"--parts takes embed, search, related; got {args.parts!r}")
+        parser.error(f"--parts takes embed, search, write, related; got {args.parts!r}")
     q = args.quick
     args.rounds = args.rounds or (1 if q else 3)
     args.sizes = args.sizes or ([10_000] if q else [10_000, 100_000, 1_000_000])
@@ -758,6 +854,7 @@ def main(argv: list[str] | None = None) -> int:
     args.queries = args.queries or (50 if q else 200)
     args.history = args.history or (500 if q else 5000)
     args.meeting = args.meeting or (5 if q else 20)
+    args.write_vectors = args.write_vectors or (5_000 if q else 20_000)
     if (
         args.rounds < 1
         or args.queries < 4
@@ -786,6 +883,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["embed"] = embed_part(args, tmp, texts, notes)
         if "search" in parts:
             results["search"] = search_part(args, tmp, notes)
+        if "write" in parts:
+            results["write"] = write_part(args, tmp, notes)
         if "related" in parts:
             results["related"] = related_part(args, tmp, texts, notes)
 
@@ -943,6 +1042,24 @@ def print_tables(meta: dict[str, Any], results: dict[str, Any]) -> None:
                 f"put_vectors: vectors/s ({row['db_mb']:,.0f} MB db)",
                 f"{row['put_vectors_s']:,.0f}",
             )
+        console.print(t)
+
+    if write := results.get("write"):
+        t = table(
+            f"Writing vectors: put_vectors, vectors/s ({write[0]['vectors']:,} x {DIM}, "
+            f"{write[0]['batch']:,} per call)",
+            "learnhub: hub.embed.put_vectors({ref: vector}, model='minilm'), a fresh store each "
+            "round; bare driver: the same rows into a two-column table, executemany and a "
+            f"commit per {write[0]['batch']:,} (no hashing, normalising or commit stamps). "
+            f"Median of {meta['rounds']} round(s).\n" + footer,
+            [("store", "left"), ("learnhub", "right"), ("bare driver", "right"),
+             ("learnhub / bare", "right")],
+        )  # fmt: skip
+        for row in write:
+            t.add_row(
+                row["backend"], f"{row['learnhub_vectors_s']:,.0f}",
+                f"{row['bare_vectors_s']:,.0f}", f"{row['ratio']:.2f}x",
+            )  # fmt: skip
         console.print(t)
 
     if (rel := results.get("related")) and "learnhub_s" in rel:

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    DEFAULT_POSTGRES,
     PgSchemas,
     Rounds,
     learnhub_commit,
@@ -69,7 +70,6 @@ from rich.table import Table
 import learnhub
 from learnhub.jobs import Worker
 
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 TASK = "bench_noop"
 LATENCY_CONCURRENCY = 4
 SINGLE_MAX = 1000  # jobs enqueued one call at a time, per round

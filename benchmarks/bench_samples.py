@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from _common import (
+    DEFAULT_POSTGRES,
     PgSchemas,
     cpu_model,
     learnhub_commit,
@@ -68,7 +69,6 @@ from rich.table import Table
 
 import learnhub
 
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 FEATURES = [f"f{i}" for i in range(8)]
 COLUMNS = [*FEATURES, "label"]
 SMALL_CALL = 1000

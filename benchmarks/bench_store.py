@@ -44,13 +44,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import PgSchemas, Rounds, postgres_schemas, terminate_as_interrupt
+from _common import (
+    DEFAULT_POSTGRES,
+    PgSchemas,
+    Rounds,
+    postgres_schemas,
+    terminate_as_interrupt,
+)
 from rich.console import Console
 from rich.table import Table
 
 import learnhub
 
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 PAYLOAD_SIZE = 1024
 ONE_KEY = "bench/one-key"
 
