@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 SCRIPT = """
-import os, signal, sys, threading, time
+import signal, sys, threading, time
 import learnhub
 from learnhub.jobs.worker import run_worker
 
@@ -31,7 +31,9 @@ class HeldClear(threading.Event):
 
 def deliver():
     inside.wait(60)
-    os.kill(os.getpid(), signal.SIGTERM)
+    # To the main thread itself: a process-wide signal may go to this thread instead, which
+    # would not interrupt the main thread's wait.
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
     deadline = time.monotonic() + 60
     while not worker._stopping.is_set() and time.monotonic() < deadline:
         time.sleep(0.01)
