@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.metadata
 import os
@@ -22,6 +23,18 @@ import learnhub
 from learnhub.store.base import redact
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def add_postgres_options(parser: argparse.ArgumentParser, no_postgres_help: str) -> None:
+    """--postgres URL (default $LEARNHUB_TEST_POSTGRES, else the local test database) and
+    --no-postgres."""
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=os.environ.get("LEARNHUB_TEST_POSTGRES", DEFAULT_POSTGRES),
+        help="PostgreSQL URL [$LEARNHUB_TEST_POSTGRES or %(default)s]",
+    )
+    parser.add_argument("--no-postgres", action="store_true", help=no_postgres_help)
 
 
 @contextlib.contextmanager

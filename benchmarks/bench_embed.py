@@ -82,7 +82,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
 from _common import (
-    DEFAULT_POSTGRES,
+    add_postgres_options,
     cpu_model,
     learnhub_commit,
     postgres_schemas,
@@ -834,13 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-vectors", type=int, help="vectors the write part stores [20000; quick: 5000]"
     )
-    parser.add_argument(
-        "--postgres",
-        metavar="URL",
-        default=os.environ.get("LEARNHUB_TEST_POSTGRES", DEFAULT_POSTGRES),
-        help="PostgreSQL URL of the write part [$LEARNHUB_TEST_POSTGRES or %(default)s]",
-    )
-    parser.add_argument("--no-postgres", action="store_true", help="write part: SQLite only")
+    add_postgres_options(parser, "write part: SQLite only")
     parser.add_argument("--dir", type=Path, help="where the SQLite files go [a temp dir]")
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]

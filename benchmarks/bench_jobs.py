@@ -56,9 +56,9 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    DEFAULT_POSTGRES,
     PgSchemas,
     Rounds,
+    add_postgres_options,
     learnhub_commit,
     postgres_schemas,
     terminate_as_interrupt,
@@ -602,13 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         help="skip further rounds if one as fast as the fastest so far would end past this "
         "many seconds [240]",
     )
-    parser.add_argument(
-        "--postgres",
-        metavar="URL",
-        default=os.environ.get("LEARNHUB_TEST_POSTGRES", DEFAULT_POSTGRES),
-        help="PostgreSQL URL [$LEARNHUB_TEST_POSTGRES or %(default)s]",
-    )
-    parser.add_argument("--no-postgres", action="store_true", help="learnhub on SQLite only")
+    add_postgres_options(parser, "learnhub on SQLite only")
     parser.add_argument("--no-peers", action="store_true", help="skip procrastinate and pgqueuer")
     parser.add_argument("--dir", type=Path, help="where the SQLite files go [a temp dir]")
     args = parser.parse_args(argv)

@@ -56,8 +56,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from _common import (
-    DEFAULT_POSTGRES,
     PgSchemas,
+    add_postgres_options,
     cpu_model,
     learnhub_commit,
     postgres_schemas,
@@ -378,13 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, help="rows ingested per round [1M; quick: 100k]")
     parser.add_argument("--big", type=int, help="rows at scale [10M; quick: 1M]")
     parser.add_argument("--rounds", type=int, default=3, help="ingest rounds [3]")
-    parser.add_argument(
-        "--postgres",
-        metavar="URL",
-        default=os.environ.get("LEARNHUB_TEST_POSTGRES", DEFAULT_POSTGRES),
-        help="PostgreSQL URL [$LEARNHUB_TEST_POSTGRES or %(default)s]",
-    )
-    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    add_postgres_options(parser, "SQLite only")
     parser.add_argument("--dir", type=Path, help="where the SQLite files go [a temp dir]")
     args = parser.parse_args(argv)
     rows = args.rows or (100_000 if args.quick else 1_000_000)

@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    DEFAULT_POSTGRES,
     PgSchemas,
     Rounds,
+    add_postgres_options,
     postgres_schemas,
     terminate_as_interrupt,
 )
@@ -334,13 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lookup-budget", type=float, help="seconds per LOOKUP-one-key measurement [2; quick: 1]"
     )
-    parser.add_argument(
-        "--postgres",
-        metavar="URL",
-        default=os.environ.get("LEARNHUB_TEST_POSTGRES", DEFAULT_POSTGRES),
-        help="PostgreSQL URL [$LEARNHUB_TEST_POSTGRES or %(default)s]",
-    )
-    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    add_postgres_options(parser, "SQLite only")
     parser.add_argument("--dir", type=Path, help="where the SQLite files go [a temp dir]")
     args = parser.parse_args(argv)
     n = args.n or (1000 if args.quick else 10_000)
