@@ -40,6 +40,10 @@ TASK = "crash.record"
 MAX_ATTEMPTS = 20  # jobs_app.CRASH_MAX_ATTEMPTS
 STOP_KILLING_AT = 0.8  # fraction of jobs final after which the killing stops
 MIN_KILL_ROUNDS = 1  # every worker slot is killed at least this many times
+# CPU per job: 5,000 jobs then take >= 10 s of both cores, time for every slot to be killed
+# and replaced (each restart ~1-3 s) while jobs remain; with 1 ms, PostgreSQL's workers
+# once finished them all after three kills.
+BUSY_MS = 4.0
 
 
 def worker_env(store_url: str, records: Path) -> dict[str, str]:
@@ -166,7 +170,7 @@ def test_sigkilled_workers_lose_no_job(
         for f in range(N_FLOWS):
             flow = hub.jobs.flow(f"crash-{f}")
             nodes = [
-                flow.add(TASK, {"n": n}, queue=QUEUE, max_attempts=MAX_ATTEMPTS)
+                flow.add(TASK, {"n": n, "busy_ms": BUSY_MS}, queue=QUEUE, max_attempts=MAX_ATTEMPTS)
                 for n in range(f * N_JOBS // N_FLOWS, (f + 1) * N_JOBS // N_FLOWS)
             ]
             flow.submit()

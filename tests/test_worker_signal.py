@@ -2,10 +2,10 @@
 
 The handler runs on the main thread between two bytecodes, wherever the loop happens to be;
 if it set that Event itself it would wait forever for a lock its own thread holds. The
-moment is made certain here: the loop's Event holds its lock in ``clear()`` until the test
-has sent SIGTERM and seen the worker asked to stop (CPython's Event keeps its lock in
-``_cond``). It runs in a process of its own, so a deadlock fails the test instead of
-hanging the suite.
+moment is made certain here: the loop's Event holds its lock in ``clear()`` (waiting in
+short slices, so the handler runs there) until the test has sent SIGTERM and seen the
+worker asked to stop (CPython's Event keeps its lock in ``_cond``). It runs in a process of
+its own, so a deadlock fails the test instead of hanging the suite.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 SCRIPT = """
-import signal, sys, threading, time
+import os, signal, sys, threading, time
 import learnhub
 from learnhub.jobs.worker import run_worker
 
@@ -26,14 +26,14 @@ class HeldClear(threading.Event):
         with self._cond:
             if not gate.is_set():
                 inside.set()
-                gate.wait()  # interruptible: the signal's handler runs here, lock held
+                # In slices, as the worker loop waits: the handler runs here, lock held.
+                while not gate.wait(0.05):
+                    pass
             self._flag = False
 
 def deliver():
     inside.wait(60)
-    # To the main thread itself: a process-wide signal may go to this thread instead, which
-    # would not interrupt the main thread's wait.
-    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)
     deadline = time.monotonic() + 60
     while not worker._stopping.is_set() and time.monotonic() < deadline:
         time.sleep(0.01)
