@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-import threading
+import time
 from dataclasses import replace
 
 import learnhub
@@ -107,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
 
                 asyncio.run(Server(hub, Path(args.socket)).serve_forever())
             else:
-                done = threading.Event()
+                # A flag, not an Event: a handler that takes a lock can deadlock on it, and
+                # a blocking wait can miss a signal that lands just before it.
+                stop: list[int] = []
                 for sig in (signal.SIGTERM, signal.SIGINT):
-                    signal.signal(sig, lambda *_: done.set())
-                done.wait()
+                    signal.signal(sig, lambda signum, _: stop.append(signum))
+                while not stop:
+                    time.sleep(0.1)
         finally:
             hub.learning.elsewhere.remove(service.source)
             service.stop()
