@@ -394,9 +394,8 @@ class Continuous:
                     max_attempts=TRAIN_MAX_ATTEMPTS,
                     dedupe_key=f"train:{batch}",
                 )
-                job_id = jobs._insert(tx, spec, f"{TRAIN_TASK}-{secrets.token_hex(4)}", now)
-                job = tx.one("get_job", id=job_id)
-                assert job is not None
+                job = jobs._insert(tx, spec, f"{TRAIN_TASK}-{secrets.token_hex(4)}", now)
+                job_id = job["id"]
                 if json.loads(job["args"]).get("task_id") != task_id:
                     raise _Raced(f"job {job_id} holds train:{batch}")
                 tx.execute("set_train_task_job", id=task_id, job_id=job_id)

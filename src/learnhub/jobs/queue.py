@@ -109,8 +109,7 @@ class Jobs:
         spec.parents = [(_job_id(p), policy) for p in after]
         now = time.time_ns()
         with self._store.transaction() as tx:
-            job_id = self._insert(tx, spec, f"{task}-{secrets.token_hex(4)}", now)
-            job = _job(tx.one("get_job", id=job_id))  # type: ignore[arg-type]
+            job = _job(self._insert(tx, spec, f"{task}-{secrets.token_hex(4)}", now))
         self._wake()
         return job
 
@@ -137,12 +136,10 @@ class Jobs:
         now = time.time_ns()
         with self._store.transaction() as tx:
             if parents or specs[0].dedupe_key is not None:
-                ids = [
+                rows = [
                     self._insert(tx, spec, f"{task}-{secrets.token_hex(4)}", now, notify=False)
                     for spec in specs
                 ]
-                found = {r["id"]: r for r in tx.all("jobs_by_ids", ids=json.dumps(ids))}
-                rows = [found[i] for i in ids]
             else:  # the common case, in one statement
                 rows = sorted(
                     tx.all("insert_jobs", jobs=_json_rows(specs, task), now_ns=now),
@@ -369,8 +366,8 @@ class Jobs:
 
     def _insert(
         self, tx: Tx, spec: _Spec, flow_id: str, flow_started_ns: int, notify: bool = True
-    ) -> int:
-        """Insert one job and its edges; return its id (an existing one on a dedupe hit).
+    ) -> dict[str, Any]:
+        """Insert one job and its edges; return its row (an existing job's on a dedupe hit).
         ``notify=False``: the caller notifies the queue once for many jobs."""
         parents = {}
         ids = [p for p, _ in spec.parents]
@@ -417,14 +414,14 @@ class Jobs:
         if row is None:  # a live job holds this dedupe key
             existing = tx.one("live_job_by_dedupe_key", dedupe_key=spec.dedupe_key)
             assert existing is not None
-            return existing["id"]
+            return existing
         for parent_id, on_failure in spec.parents:
             tx.execute(
                 "insert_edge", parent_id=parent_id, child_id=row["id"], on_failure=on_failure
             )
         if state == QUEUED and notify:
             tx.execute("notify_jobs", queue=spec.queue)
-        return row["id"]
+        return row
 
     def _settle(self, tx: Tx, job_id: int, task: str, state: str, error: str | None = None) -> None:
         """Job ``job_id`` became ``state``: release what waits on it, or, if it did not
@@ -533,7 +530,7 @@ class Flow:
                     (p.id if isinstance(p, FlowNode) else p, policy)  # type: ignore[misc]
                     for p, policy in node.parents
                 ]
-                node.id = self._jobs._insert(tx, node.spec, flow_id, now)
+                node.id = self._jobs._insert(tx, node.spec, flow_id, now)["id"]
         self.id = flow_id
         self._jobs._wake()
         return self

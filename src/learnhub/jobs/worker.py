@@ -82,13 +82,11 @@ class JobContext:
                     )
             own = tx.one("get_job", id=self.job.id)
             assert own is not None
-            child = jobs._insert(tx, spec, own["flow_id"], own["flow_started_ns"])
+            row = jobs._insert(tx, spec, own["flow_id"], own["flow_started_ns"])
             for join in joins:
-                tx.execute("insert_edge", parent_id=child, child_id=join, on_failure=policy)
-            row = tx.one("get_job", id=child)
-            assert row is not None
+                tx.execute("insert_edge", parent_id=row["id"], child_id=join, on_failure=policy)
             if row["state"] in FINAL:  # e.g. born cancelled: settle the joins now
-                jobs._settle(tx, child, task, row["state"])
+                jobs._settle(tx, row["id"], task, row["state"])
         jobs._wake()
         return job_from_row(row)
 

@@ -167,7 +167,7 @@ VALUES (%(queue)s, %(task)s, %(args)s, %(priority)s, %(flow_id)s, %(flow_started
         %(state)s, %(waiting_on)s, %(max_attempts)s, %(run_after_ns)s, %(timeout_s)s,
         %(dedupe_key)s, %(error)s, %(created_ns)s, %(finished_ns)s)
 ON CONFLICT DO NOTHING
-RETURNING id
+RETURNING id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns
 
 -- name: insert_jobs
 -- Many queued jobs without parents or dedupe keys in one statement: :jobs is a JSON array

@@ -165,7 +165,7 @@ VALUES (:queue, :task, :args, :priority, :flow_id, :flow_started_ns,
         :state, :waiting_on, :max_attempts, :run_after_ns, :timeout_s,
         :dedupe_key, :error, :created_ns, :finished_ns)
 ON CONFLICT DO NOTHING
-RETURNING id
+RETURNING id, queue, task, args, priority, flow_id, flow_started_ns, state, waiting_on, attempts, max_attempts, run_after_ns, timeout_s, lease_until_ns, worker_id, dedupe_key, result, error, traceback, created_ns, started_ns, finished_ns
 
 -- name: insert_jobs
 -- Many queued jobs without parents or dedupe keys in one statement: :jobs is a JSON array
