@@ -141,6 +141,13 @@ def run_peers(console: Console) -> None:
     """Two hubs on loopback: what one learned, the other finds on its first lookup."""
     from learnhub.config import Config
 
+    if importlib.util.find_spec("cryptography") is None:
+        console.print(
+            "[bold]peers[/bold]: skipped, the p2p extra is not installed "
+            "(pip install 'learnhub[p2p]' to see two hubs share)"
+        )
+        return
+
     ports = []
     for _ in range(2):
         with socket.socket() as s:

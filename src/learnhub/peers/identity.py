@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import secrets
 
-from learnhub.errors import LearnhubError
+from learnhub.errors import LearnhubError, ServerError
 from learnhub.store import Store
 
 PROTOCOL = "learnhub-peer/1"
@@ -49,12 +49,17 @@ class Identity:
     @classmethod
     def of(cls, store: Store, node_id: str) -> Identity:
         """The store's identity; the key pair is made on first use (a race keeps one)."""
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        from cryptography.hazmat.primitives.serialization import (
-            Encoding,
-            NoEncryption,
-            PrivateFormat,
-        )
+        try:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+            from cryptography.hazmat.primitives.serialization import (
+                Encoding,
+                NoEncryption,
+                PrivateFormat,
+            )
+        except ImportError as exc:
+            raise ServerError(
+                "the peer link needs the cryptography package: pip install 'learnhub[p2p]'"
+            ) from exc
 
         fresh = Ed25519PrivateKey.generate().private_bytes(
             Encoding.Raw, PrivateFormat.Raw, NoEncryption()
