@@ -144,7 +144,7 @@ def run_peers(console: Console) -> None:
     if importlib.util.find_spec("cryptography") is None:
         console.print(
             "[bold]peers[/bold]: skipped, the p2p extra is not installed "
-            "(pip install 'learnhub[p2p]' to see two hubs share)"
+            "(pip install 'learnhub\\[p2p]' to see two hubs share)"
         )
         return
 
