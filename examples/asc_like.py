@@ -145,11 +145,15 @@ def demo() -> int:
                "--lookup-timeout", "5s"]  # fmt: skip
         for p in peers:
             cmd += ["--peer", p]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        log = tmp / f"{name}.log"
+        with log.open("w") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         procs.append(proc)
         line = proc.stdout.readline()  # READY node=... port=...
         if not line.startswith("READY"):
-            raise SystemExit(f"hub {name} did not start")
+            proc.wait(timeout=10)
+            why = (log.read_text().strip().splitlines() or ["no output"])[-1]
+            raise SystemExit(f"hub {name} did not start: {why}")
         port = int(dict(f.split("=", 1) for f in line.split()[1:])["port"])
         deadline = time.monotonic() + 30
         while not sock.exists():  # the RESP door comes up just after the READY line
