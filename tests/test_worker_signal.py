@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 SCRIPT = """
-import os, signal, sys, threading, time
+import os, signal, sys, threading
 import learnhub
 from learnhub.jobs.worker import run_worker
 
@@ -34,9 +34,7 @@ class HeldClear(threading.Event):
 def deliver():
     inside.wait(60)
     os.kill(os.getpid(), signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while not worker._stopping.is_set() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    worker._stopping.wait(60)
     gate.set()
 
 with learnhub.open(sys.argv[1]) as hub:
